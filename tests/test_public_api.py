@@ -1,0 +1,27 @@
+"""Pins the exported surface of each package (STYLE rule 2): growing it is a decision."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+EXPORTS = {
+    "wal": {
+        "FsyncPolicy", "Frame", "Lsn", "RecordTooLargeError", "RecoveryReport", "Wal",
+        "WalClosedError", "WalConfig", "WalCorruptionError", "WalError", "WalIOError",
+        "WalPoisonedError", "WalStatistics", "iter_frames", "open_wal", "read_frame_at",
+    },
+    "engine": set(),
+    "api": set(),
+}
+
+
+@pytest.mark.parametrize("package", sorted(EXPORTS))
+def test_public_api__exact_exported_names(package: str) -> None:
+    module = importlib.import_module(package)
+    public = {name for name in vars(module) if not name.startswith("_")}
+    submodules = {name for name, value in vars(module).items()
+                  if getattr(value, "__name__", "").startswith(f"{package}.")
+                  and type(value).__name__ == "module"}
+    assert public - submodules == EXPORTS[package]
