@@ -14,6 +14,7 @@ retried on the same file).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from ._io import FileIO
 from .config import WalConfig
 from .errors import WalClosedError, WalIOError, WalPoisonedError
 from .format import SEGMENT_HEADER_SIZE, encode_frame
-from .segment import ActiveSegment, create_segment
+from .segment import SPARE_NAME, ActiveSegment, activate_spare, create_segment, prepare_spare
 
 
 class _Pending:
@@ -91,6 +92,11 @@ class GroupCommitWriter:
         self._guard = _SingleWriterGuard()
         self._compressor = zstandard.ZstdCompressor(level=config.zstd_level)
         self._sync_deadline = math.inf
+        # A zero-filled spare segment prepared ahead of the roll by ``_keep_spare_ready``,
+        # so the writer only writes a header and renames when the active segment fills.
+        self._spare: Path | None = None
+        self._spare_lock = threading.Lock()
+        self._spare_wanted = trio.Event()
 
     # ---- appender side -------------------------------------------------------------------
 
@@ -129,7 +135,8 @@ class GroupCommitWriter:
         On cancellation the batch being written finishes first (the worker thread is not
         abandoned), then the task exits without the final sync.
         """
-        async with self._receive:
+        async with trio.open_nursery() as nursery, self._receive:
+            nursery.start_soon(self._keep_spare_ready)
             while True:
                 with trio.move_on_at(self._sync_deadline) as timer:
                     try:
@@ -140,7 +147,28 @@ class GroupCommitWriter:
                     await self._interval_sync()
                     continue
                 await self._commit(self._drain_batch(first))
+                if self._active.end_offset * 2 > self._active.size_bytes:
+                    self._spare_wanted.set()
+            nursery.cancel_scope.cancel()
         await trio.to_thread.run_sync(self._close_sync)
+
+    async def _keep_spare_ready(self) -> None:
+        """Prepares the next segment's file in the background once the active one is half
+        full. A failure here is not fatal: the roll then creates the segment itself."""
+        while True:
+            await self._spare_wanted.wait()
+            self._spare_wanted = trio.Event()
+            with self._spare_lock:
+                if self._spare is not None or self.poisoned is not None:
+                    continue
+            spare_path = self._directory / SPARE_NAME
+            try:
+                await trio.to_thread.run_sync(
+                    prepare_spare, self._io, spare_path, self._config.segment_size_max_bytes)
+            except OSError:
+                continue
+            with self._spare_lock:
+                self._spare = spare_path
 
     def _drain_batch(self, first: _Pending) -> list[_Pending]:
         batch, records, size = [first], len(first.payloads), first.size_bytes
@@ -237,8 +265,13 @@ class GroupCommitWriter:
         self.statistics.syncs += 1
         self._durable_lsn = next_base_lsn - 1
         self._active.close()
-        path = create_segment(self._io, self._directory, next_base_lsn,
-                              self._config.segment_size_max_bytes)
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            path = activate_spare(self._io, spare, next_base_lsn)
+        else:
+            path = create_segment(self._io, self._directory, next_base_lsn,
+                                  self._config.segment_size_max_bytes)
         self._active = ActiveSegment(self._io, path, next_base_lsn, SEGMENT_HEADER_SIZE,
                                      self._config.segment_size_max_bytes)
         self.statistics.segments_rolled += 1
@@ -255,6 +288,11 @@ class GroupCommitWriter:
                 self._sync_active_sync()
         finally:
             self._active.close()
+            with self._spare_lock:
+                self._spare = None
+            spare = self._directory / SPARE_NAME  # prepared or half-prepared: not needed
+            if spare.exists():
+                self._io.unlink(spare)
 
     @property
     def active_segment_base_lsn(self) -> int:

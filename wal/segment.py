@@ -49,27 +49,48 @@ def broken_copy_path(segment: Path, offset: int) -> Path:
     return segment.with_name(f"{segment.name}{BROKEN_SUFFIX}{offset}")
 
 
-def create_segment(io: FileIO, directory: Path, base_lsn: int, size_bytes: int) -> Path:
-    """Creates segment ``base_lsn`` durably and returns its path.
+SPARE_NAME = "spare" + TEMP_SUFFIX
 
-    Steps: temp file -> zero-fill to ``size_bytes`` -> header -> fsync -> rename -> fsync
-    directory. A crash before the rename leaves only a ``.tmp`` file (deleted on open); a
-    crash after it leaves a complete, empty segment.
+
+def create_segment(io: FileIO, directory: Path, base_lsn: int, size_bytes: int) -> Path:
+    """Creates segment ``base_lsn`` durably and returns its path (see ``activate_spare``)."""
+    temp = directory / (segment_name(base_lsn) + TEMP_SUFFIX)
+    return activate_spare(io, prepare_spare(io, temp, size_bytes), base_lsn)
+
+
+def prepare_spare(io: FileIO, temp: Path, size_bytes: int) -> Path:
+    """Creates ``temp`` zero-filled to ``size_bytes`` and synced; returns it.
+
+    This is the slow half of a roll (writing and syncing the whole segment), so the writer
+    can do it ahead of time. A crash leaves only a ``.tmp`` file, deleted on open.
     """
     assert size_bytes > SEGMENT_HEADER_SIZE
-    final = directory / segment_name(base_lsn)
-    temp = final.with_name(final.name + TEMP_SUFFIX)
     fd = io.create_exclusive(temp)
     try:
         io.fill_zeros(fd, 0, size_bytes)
+        io.fsync(fd)
+    finally:
+        io.close(fd)
+    return temp
+
+
+def activate_spare(io: FileIO, spare: Path, base_lsn: int) -> Path:
+    """Turns a prepared spare into segment ``base_lsn`` and returns the segment's path.
+
+    Steps: header -> fsync -> rename -> fsync directory. A crash before the rename leaves a
+    ``.tmp`` file; after it, a complete and empty segment.
+    """
+    final = spare.with_name(segment_name(base_lsn))
+    fd = io.open_existing(spare)
+    try:
         io.pwrite(fd, encode_segment_header(base_lsn), 0)
         io.fsync(fd)
     finally:
         io.close(fd)
     failpoints.hit("segment.before_rename")
-    io.rename(temp, final)
+    io.rename(spare, final)
     failpoints.hit("segment.after_rename_before_dir_fsync")
-    io.fsync_dir(directory)
+    io.fsync_dir(final.parent)
     failpoints.hit("segment.after_roll")
     return final
 
