@@ -23,7 +23,7 @@ THIRD_PARTY_ALLOWED = {
     "engine": {"trio", "sqlglot", "pyarrow", "datafusion", "wal"},
     "api": {"trio", "quart", "quart_trio", "hypercorn", "jwt", "bcrypt", "engine", "wal",
             "werkzeug"},
-    "tools": {"wal", "engine"},
+    "tools": {"trio", "wal", "engine"},  # `sluice wal init` runs open_wal under trio.run
 }
 PROJECT = set(PACKAGES)
 IO_CALLS = {"write", "pwrite", "fsync", "fdatasync", "rename", "replace", "unlink", "remove"}

@@ -10,6 +10,7 @@ from .errors import WalClosedError as WalClosedError
 from .errors import WalCorruptionError as WalCorruptionError
 from .errors import WalError as WalError
 from .errors import WalIOError as WalIOError
+from .errors import WalLockedError as WalLockedError
 from .errors import WalPoisonedError as WalPoisonedError
 from .log import Lsn as Lsn
 from .log import Wal as Wal

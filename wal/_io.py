@@ -12,10 +12,12 @@ descriptors are safe. The WAL guarantees a single writer per segment file.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
 _ZERO_CHUNK_BYTES = 1024 * 1024  # zero-fill granularity when preallocating
+LOCK_NAME = "LOCK"  # held by the one process that has the log open for writing
 
 
 class FileIO:
@@ -80,6 +82,20 @@ class FileIO:
         finally:
             self.close(fd)
         self.fsync_dir(path.parent)
+
+    def lock_directory(self, path: Path) -> int:
+        """Takes an exclusive, non-blocking ``flock`` on ``path/LOCK``; returns the descriptor
+        that holds it (closing it releases the lock; so does process death).
+
+        Raises ``BlockingIOError`` if another open log (any process) holds it.
+        """
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def makedirs(self, path: Path) -> None:
         """Creates ``path`` and missing parents, then syncs the parent directory."""

@@ -23,6 +23,14 @@ class WalCorruptionError(WalError):
         super().__init__(f"{self.segment_path} at byte {offset}: {reason}")
 
 
+class WalLockedError(WalError):
+    """Another open WAL (in this or another process) holds the directory's lock."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        super().__init__(f"{self.directory} is already open by another writer (LOCK is held)")
+
+
 class WalClosedError(WalError):
     """The WAL was closed; no more appends are accepted."""
 

@@ -112,7 +112,7 @@ def segment_name(base_lsn: int) -> str:
 def parse_segment_name(name: str) -> int | None:
     """The base LSN encoded in a segment file name, or None if ``name`` is not a segment."""
     stem, dot, ext = name.partition(".")
-    if dot + ext != SEGMENT_SUFFIX or len(stem) != _LSN_DIGITS or not stem.isdigit():
+    if dot + ext != SEGMENT_SUFFIX or len(stem) != _LSN_DIGITS or not (stem.isascii() and stem.isdigit()):
         return None
     base = int(stem)
     return base if base > 0 else None

@@ -12,7 +12,7 @@ import trio
 
 from ._io import FileIO
 from .config import WalConfig
-from .errors import RecordTooLargeError, WalClosedError
+from .errors import RecordTooLargeError, WalClosedError, WalLockedError
 from .format import SEGMENT_HEADER_SIZE
 from .group_commit import GroupCommitWriter
 from .recovery import RecoveryReport, recover
@@ -151,27 +151,40 @@ async def open_wal(directory: Path | str, config: WalConfig | None = None, *,
     directory = Path(directory)
     config = config or WalConfig()
     io = io or FileIO()
-    writer, report = await trio.to_thread.run_sync(_open_sync, io, directory, config)
+    lock_fd, writer, report = await trio.to_thread.run_sync(_open_sync, io, directory, config)
     wal = Wal(directory, config, io, writer, report)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(writer.run)
-        try:
-            yield wal
-        finally:
-            wal._close_input()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer.run)
+            try:
+                yield wal
+            finally:
+                wal._close_input()
+    finally:
+        io.close(lock_fd)
 
 
 def _open_sync(io: FileIO, directory: Path, config: WalConfig
-               ) -> tuple[GroupCommitWriter, RecoveryReport]:
+               ) -> tuple[int, GroupCommitWriter, RecoveryReport]:
     io.makedirs(directory)
-    report = recover(io, directory, record_size_max_bytes=config.record_size_max_bytes)
-    if not report.scans:
-        path = create_segment(io, directory, 1, config.segment_size_max_bytes)
-        active = ActiveSegment(io, path, 1, SEGMENT_HEADER_SIZE, config.segment_size_max_bytes)
-    else:
-        last = report.scans[-1]
-        active = ActiveSegment(io, last.path, last.base_lsn, last.end_offset, last.size_bytes)
-        # Frames recovered from the page cache of a crashed process are made durable before
-        # anything new vouches for them (every new frame records durable_lsn >= them).
-        active.sync()
-    return GroupCommitWriter(io, directory, config, active, report.last_lsn), report
+    try:
+        lock_fd = io.lock_directory(directory)
+    except BlockingIOError as exc:
+        raise WalLockedError(directory) from exc
+    try:
+        report = recover(io, directory, record_size_max_bytes=config.record_size_max_bytes)
+        if not report.scans:
+            path = create_segment(io, directory, 1, config.segment_size_max_bytes)
+            active = ActiveSegment(io, path, 1, SEGMENT_HEADER_SIZE,
+                                   config.segment_size_max_bytes)
+        else:
+            last = report.scans[-1]
+            active = ActiveSegment(io, last.path, last.base_lsn, last.end_offset,
+                                   last.size_bytes)
+            # Frames recovered from the page cache of a crashed process are made durable
+            # before anything new vouches for them (new frames record durable_lsn >= them).
+            active.sync()
+    except BaseException:
+        io.close(lock_fd)
+        raise
+    return lock_fd, GroupCommitWriter(io, directory, config, active, report.last_lsn), report

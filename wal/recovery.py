@@ -149,7 +149,8 @@ def analyze(directory: Path, *, record_size_max_bytes: int = RECORD_SIZE_LIMIT_B
             ) -> RecoveryReport:
     """Read-only diagnosis of a log directory (``sluice wal verify`` and ``recover`` use it).
 
-    Never raises for damage: corruption is reported in ``report.corruption``.
+    Never raises for damage: corruption is reported in ``report.corruption``. Raises
+    ``FileNotFoundError`` if ``directory`` does not exist.
     """
     report = RecoveryReport(temp_files=leftover_temp_files(directory))
     segments = list_segments(directory)

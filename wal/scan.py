@@ -157,15 +157,14 @@ def iter_frames(
     segments = list_segments(directory)
     bases = [segment.base_lsn for segment in segments]
     start = max(0, bisect.bisect_right(bases, from_lsn) - 1)
-    expected = None
+    previous: SegmentScan | None = None
     for segment in segments[start:]:
         if upto_lsn is not None and segment.base_lsn > upto_lsn:
             return
         buf = read_segment_bytes(segment.path)
         scan = scan_segment(segment.path, buf, record_size_max_bytes=record_size_max_bytes)
-        if expected is not None and scan.base_lsn != expected:
-            raise WalCorruptionError(segment.path, 0, f"segment starts at LSN {scan.base_lsn}, "
-                                     f"previous segment ended before {expected}")
+        if previous is not None and scan.base_lsn != previous.last_lsn + 1:
+            _raise_segment_discontinuity(previous, scan)
         view = memoryview(buf)
         for offset, header in scan.frames:
             if header.lsn < from_lsn:
@@ -173,12 +172,23 @@ def iter_frames(
             if upto_lsn is not None and header.lsn > upto_lsn:
                 return
             yield _frame(segment, view, offset, header)
-        expected = scan.last_lsn + 1
+        previous = scan
         if upto_lsn is not None and scan.last_lsn < upto_lsn and segment is segments[-1]:
             stop = scan.stop
             raise WalCorruptionError(segment.path, scan.end_offset,
                                      f"record {scan.last_lsn + 1} is acknowledged but unreadable"
                                      + (f": {stop.reason}" if stop else ""))
+
+
+def _raise_segment_discontinuity(previous: SegmentScan, scan: SegmentScan) -> None:
+    """Names the real damage: a damaged sealed segment, else the gap itself."""
+    stop = previous.stop
+    if stop is not None and not stop.rest_zero:
+        raise WalCorruptionError(previous.path, stop.offset,
+                                 f"{stop.reason} (record {previous.last_lsn + 1} unreadable; "
+                                 f"the next segment starts at LSN {scan.base_lsn})")
+    raise WalCorruptionError(scan.path, 0, f"segment starts at LSN {scan.base_lsn}, previous "
+                             f"segment ended at LSN {previous.last_lsn}")
 
 
 def read_frame_at(

@@ -13,6 +13,8 @@ from wal import (
     FsyncPolicy,
     RecordTooLargeError,
     WalClosedError,
+    WalCorruptionError,
+    WalLockedError,
     WalConfig,
     iter_frames,
     open_wal,
@@ -177,3 +179,33 @@ async def test_retention__truncate_before__deletes_whole_old_segments_only(tmp_p
     async with open_wal(tmp_path, SMALL) as wal:
         assert wal.committed_lsn == 300
         assert await wal.append(b"more") == 301
+
+
+async def test_lock__second_open_of_the_same_directory__refused(tmp_path: Path) -> None:
+    # flock on DIR/LOCK: a second writer (any process) is refused until the first closes.
+    async with open_wal(tmp_path, SMALL) as wal:
+        await wal.append(b"a")
+        with pytest.raises(WalLockedError, match="already open"):
+            async with open_wal(tmp_path, SMALL):
+                pass
+    async with open_wal(tmp_path, SMALL) as wal:
+        assert await wal.append(b"b") == 2
+
+
+def test_iter_frames__damaged_sealed_segment__error_names_it(tmp_path: Path) -> None:
+    # A cut in a sealed segment is reported at the damaged frame, not at the next segment.
+    async def build() -> None:
+        async with open_wal(tmp_path, SMALL) as wal:
+            for i in range(200):
+                await wal.append(record(i, 100))
+
+    trio.run(build)
+    first = sorted(tmp_path.glob("*.wal"))[0]
+    data = bytearray(first.read_bytes())
+    frames = [f for f in iter_frames(tmp_path) if f.segment_base_lsn == 1]
+    data[frames[-1].offset + 50] ^= 0xFF
+    first.write_bytes(bytes(data))
+    with pytest.raises(WalCorruptionError) as caught:
+        list(iter_frames(tmp_path))
+    assert caught.value.segment_path == first
+    assert caught.value.offset == frames[-1].offset
