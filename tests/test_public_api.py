@@ -8,7 +8,7 @@ import pytest
 
 EXPORTS = {
     "wal": {
-        "FsyncPolicy", "Frame", "Lsn", "RecordTooLargeError", "RecoveryReport", "Wal",
+        "FileIO", "FsyncPolicy", "Frame", "Lsn", "RecordTooLargeError", "RecoveryReport", "Wal",
         "WalClosedError", "WalConfig", "WalCorruptionError", "WalError", "WalIOError", "WalLockedError",
         "WalPoisonedError", "WalStatistics", "iter_frames", "open_wal", "read_frame_at",
     },

@@ -3,6 +3,7 @@
 Imports only the standard library, trio, crc32c and zstandard.
 """
 
+from ._io import FileIO as FileIO
 from .config import FsyncPolicy as FsyncPolicy
 from .config import WalConfig as WalConfig
 from .errors import RecordTooLargeError as RecordTooLargeError

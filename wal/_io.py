@@ -16,6 +16,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from . import failpoints
+
 _ZERO_CHUNK_BYTES = 1024 * 1024  # zero-fill granularity when preallocating
 LOCK_NAME = "LOCK"  # held by the one process that has the log open for writing
 
@@ -96,6 +98,25 @@ class FileIO:
             os.close(fd)
             raise
         return fd
+
+    def replace_atomically(self, path: Path, data: bytes) -> None:
+        """Durably replaces (or creates) ``path`` with ``data``: temp file -> fsync -> rename
+        -> fsync directory. A crash leaves either the old file or the new one, plus possibly
+        a ``<name>.tmp`` that readers ignore and owners delete.
+        """
+        temp = path.with_name(path.name + ".tmp")
+        if temp.exists():
+            self.unlink(temp)
+        fd = self.create_exclusive(temp)
+        try:
+            self.pwrite(fd, data, 0)
+            self.fsync(fd)
+        finally:
+            self.close(fd)
+        failpoints.hit("file.before_rename")
+        self.rename(temp, path)
+        failpoints.hit("file.after_rename_before_dir_fsync")
+        self.fsync_dir(path.parent)
 
     def makedirs(self, path: Path) -> None:
         """Creates ``path`` and missing parents, then syncs the parent directory."""

@@ -25,6 +25,8 @@ REGISTRY: dict[str, str] = {
     "segment.before_rename": "segment roll: temp file zero-filled and synced, not yet renamed",
     "segment.after_rename_before_dir_fsync": "segment roll: renamed, directory not yet synced",
     "segment.after_roll": "segment roll: new segment durable, not yet written to",
+    "file.before_rename": "atomic file replace: temp file written and synced, not renamed",
+    "file.after_rename_before_dir_fsync": "atomic file replace: renamed, directory not synced",
     "retention.before_unlink": "retention: about to delete a whole old segment",
     "recovery.after_broken_copy": "recovery: torn tail copied aside, not yet zero-filled",
 }
