@@ -225,9 +225,15 @@ def decode_payload(header: FrameHeader, stored: bytes | memoryview) -> bytes:
     """
     if header.codec == Codec.RAW:
         return bytes(stored)
+    stored = bytes(stored)
     try:
+        # python-zstandard sizes its output from the frame's own content-size field and
+        # ignores max_output_size then: check that claim before anything is allocated.
+        declared = zstandard.frame_content_size(stored)
+        if declared not in (-1, header.raw_len):
+            raise ValueError(f"zstd frame declares {declared} bytes, header says {header.raw_len}")
         raw = zstandard.ZstdDecompressor().decompress(
-            bytes(stored), max_output_size=header.raw_len
+            stored, max_output_size=header.raw_len, allow_extra_data=False
         )
     except zstandard.ZstdError as exc:
         raise ValueError(f"zstd payload does not decode: {exc}") from exc
