@@ -1,0 +1,253 @@
+"""Hot rows → Arrow segment files, and segment files → partitions at start-up.
+
+Directory per partition (under the data directory):
+    tables/<ns>/<table>-<table_id>/            SHARED table
+    tables/<ns>/<table>-<table_id>/<user>/     one user's part of a USER table
+    streams/<ns>/<table>-<table_id>/<user>/    one user's part of a STREAM table
+The table id in the name keeps a dropped table's files apart from a new table of the same
+name. User ids are percent-encoded (every byte outside ``[A-Za-z0-9_-]``).
+
+Flush (USER/SHARED): the partition's hot live versions (tombstones included) become one new
+segment and the manifest's checkpoint moves to the partition's last LSN; older cold segments
+are not rewritten — their superseded rows are masked again on load, because later segments'
+versions supersede earlier ones key by key. Compaction merges all segments into one.
+STREAM partitions are rewritten whole on flush (live, unexpired rows only), so hard deletes
+and expiry never need tombstones.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import trio
+
+from .catalog import SEQ_COLUMN, TableDef
+from .errors import StorageUnavailable
+from .partition import Partition, align, storage_schema
+from .segments import (
+    Manifest,
+    SegmentEntry,
+    SegmentMeta,
+    append_segment,
+    check_partition,
+    delete_orphans,
+    discard_partition,
+    read_manifest,
+    read_segment,
+    segment_file_name,
+    write_manifest,
+    write_segment,
+)
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+class ColdDataLostError(Exception):
+    """A segment is damaged and the WAL no longer holds its rows: refuse to open."""
+
+
+@dataclass(slots=True)
+class ColdPartition:
+    """A partition's cold data read from disk before its table is known (replay order)."""
+
+    directory: Path
+    manifest: Manifest
+    tables: list[tuple[pa.Table, SegmentMeta]] = field(default_factory=list)
+
+
+def encode_user(user_id: str) -> str:
+    return urllib.parse.quote(user_id, safe="_-") or "%00"
+
+
+def decode_user(name: str) -> str:
+    return urllib.parse.unquote(name)
+
+
+def partition_dir(data_dir: Path, table: TableDef, user_id: str | None) -> Path:
+    root = "streams" if table.table_type == "STREAM" else "tables"
+    base = data_dir / root / table.namespace / f"{table.name}-{table.table_id}"
+    return base / encode_user(user_id) if table.is_user_scoped and user_id is not None else base
+
+
+def table_dirs(data_dir: Path, table: TableDef) -> Path:
+    root = "streams" if table.table_type == "STREAM" else "tables"
+    return data_dir / root / table.namespace / f"{table.name}-{table.table_id}"
+
+
+# ---- start-up ------------------------------------------------------------------------------
+
+
+def load_cold_partitions(engine: Engine) -> None:
+    """Worker thread, before replay: reads every partition's manifest and segments into
+    ``engine.store.cold`` keyed by (table_id, user_id). Damaged cold data is discarded when
+    the WAL still holds its rows (replay rebuilds them), else ``ColdDataLostError``."""
+    for directory, table_id, user_id in _partition_dirs(engine.data_dir):
+        manifest = read_manifest(directory)
+        delete_orphans(engine.io, directory, manifest)
+        if manifest is None or not manifest.segments:
+            continue
+        problems = check_partition(directory, manifest)
+        if problems:
+            oldest = min(entry.first_lsn for entry in manifest.segments)
+            if engine.wal.first_lsn > oldest:
+                raise ColdDataLostError(
+                    f"{directory / problems[0].file_name}: {problems[0].reason}; the WAL no "
+                    f"longer holds LSN {oldest}, so these rows cannot be rebuilt")
+            discard_partition(engine.io, directory)
+            continue
+        cold = ColdPartition(directory, manifest)
+        for entry in manifest.segments:
+            cold.tables.append(read_segment(directory / entry.file_name))
+        engine.store.cold[(table_id, user_id)] = cold
+
+
+def _partition_dirs(data_dir: Path) -> list[tuple[Path, int, str | None]]:
+    found = []
+    for root in ("tables", "streams"):
+        for ns_dir in _subdirs(data_dir / root):
+            for table_dir in _subdirs(ns_dir):
+                _, _, id_text = table_dir.name.rpartition("-")
+                if not id_text.isdigit():
+                    continue
+                table_id = int(id_text)
+                if (table_dir / "manifest.json").exists():
+                    found.append((table_dir, table_id, None))
+                found += [(user_dir, table_id, decode_user(user_dir.name))
+                          for user_dir in _subdirs(table_dir)]
+    return found
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return sorted(Path(e.path) for e in os.scandir(path) if e.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def attach_cold(part: Partition, cold: ColdPartition) -> None:
+    """Loads a partition's segments as cold chunks (in write order, so later versions mask
+    earlier ones) and sets its checkpoint."""
+    for table, meta in cold.tables:
+        part.append_versions(table, meta.last_lsn, cold=True)
+    part.checkpoint_lsn = cold.manifest.checkpoint_lsn
+    part.manifest = cold.manifest
+
+
+# ---- flush and compaction ------------------------------------------------------------------
+
+
+async def flush_partition(engine: Engine, part: Partition) -> int:
+    """Writes the partition's hot rows to a segment; returns the rows flushed (0: nothing to
+    do). Takes the write lock, so no tentative change is in flight while chunks move."""
+    async with engine.write_lock:
+        if part.table_def.table_type == "STREAM":
+            return await _rewrite_stream(engine, part)
+        hot = [(cid, c) for cid, c in part.chunks.items() if not c.cold]
+        if not hot:
+            return 0
+        live = [align(c.table, part.table_def) if not c.dead else c.live(part.table_def)
+                for _, c in hot]
+        data = pa.concat_tables(live).combine_chunks()
+        first = min(c.first_lsn for _, c in hot)
+        last = part.last_lsn
+        meta = _meta(data, first, last)
+        directory = partition_dir(engine.data_dir, part.table_def, part.user_id)
+        try:
+            manifest = await trio.to_thread.run_sync(
+                append_segment, engine.io, directory, part.manifest, data, meta, last)
+        except OSError as exc:
+            raise StorageUnavailable(f"flush of {directory} failed: {exc}") from exc
+        part.replace_chunks([cid for cid, _ in hot], data, last)
+        part.manifest = manifest
+        part.checkpoint_lsn = last
+        return data.num_rows
+
+
+async def compact_partition(engine: Engine, part: Partition) -> int:
+    """Merges every segment (and hot rows) into one segment of latest versions only."""
+    async with engine.write_lock:
+        if not part.chunks:
+            return 0
+        data = _live_table(part, drop_expired_before=None)
+        last = part.last_lsn
+        directory = partition_dir(engine.data_dir, part.table_def, part.user_id)
+        await _replace_all(engine, part, directory, data, last)
+        return data.num_rows
+
+
+async def _rewrite_stream(engine: Engine, part: Partition) -> int:
+    if not any(not c.cold for c in part.chunks.values()) and not part.needs_rewrite:
+        return 0
+    floor = _stream_floor(engine, part.table_def)
+    data = _live_table(part, drop_expired_before=floor)
+    directory = partition_dir(engine.data_dir, part.table_def, part.user_id)
+    await _replace_all(engine, part, directory, data, part.last_lsn)
+    return data.num_rows
+
+
+async def _replace_all(engine: Engine, part: Partition, directory: Path, data: pa.Table,
+                       last: int) -> None:
+    old = part.manifest or Manifest()
+    number = old.next_segment_number
+    entries = ()
+    if data.num_rows:
+        meta = _meta(data, min(c.first_lsn for c in part.chunks.values()), last)
+        name = segment_file_name(number)
+        await trio.to_thread.run_sync(write_segment, engine.io, directory / name, data, meta)
+        size = (directory / name).stat().st_size
+        entries = (SegmentEntry(name, meta.min_seq, meta.max_seq, meta.rows, meta.first_lsn,
+                                meta.last_lsn, size),)
+    manifest = Manifest(entries, max(last, old.checkpoint_lsn), number + 1)
+    await trio.to_thread.run_sync(_publish_manifest, engine, directory, manifest)
+    part.replace_chunks(list(part.chunks), data, last)
+    part.manifest = manifest
+    part.checkpoint_lsn = manifest.checkpoint_lsn
+    part.needs_rewrite = False
+
+
+def _publish_manifest(engine: Engine, directory: Path, manifest: Manifest) -> None:
+    engine.io.makedirs(directory)
+    write_manifest(engine.io, directory, manifest)
+    delete_orphans(engine.io, directory, manifest)
+
+
+def _live_table(part: Partition, drop_expired_before: int | None) -> pa.Table:
+    tables = [c.live(part.table_def) for c in part.chunks.values()]
+    data = pa.concat_tables(tables).combine_chunks() if tables else None
+    if data is None:
+        return storage_schema(part.table_def).empty_table()
+    if drop_expired_before is not None:
+        data = data.filter(pc.greater_equal(data.column(SEQ_COLUMN), drop_expired_before))
+    return data
+
+
+def _stream_floor(engine: Engine, table: TableDef) -> int:
+    from .ids import seq_floor_for_unix_ms
+
+    ttl_ms = (table.options.ttl_seconds or 0) * 1000
+    return seq_floor_for_unix_ms(max(engine.clock.now_ms() - ttl_ms, 0))
+
+
+def _meta(data: pa.Table, first_lsn: int, last_lsn: int) -> SegmentMeta:
+    seqs = data.column(SEQ_COLUMN)
+    return SegmentMeta(int(pc.min(seqs).as_py() or 0), int(pc.max(seqs).as_py() or 0),
+                       data.num_rows, max(first_lsn, 1), max(last_lsn, first_lsn, 1))
+
+
+def drop_table_files(engine: Engine, table: TableDef) -> None:
+    """Worker thread: removes every file of a dropped table (its rows stay in the WAL
+    until retention, and replay skips them because the table is gone)."""
+    import shutil
+
+    directory = table_dirs(engine.data_dir, table)
+    if directory.exists():
+        shutil.rmtree(directory)
+        engine.io.fsync_dir(directory.parent)
+

@@ -1,0 +1,259 @@
+"""One table partition's rows: the whole of a SHARED table, or one user's part of a USER or
+STREAM table.
+
+Storage model: row *versions* live in immutable Arrow chunks (hot chunks from recent
+commits, cold chunks loaded from flushed segments). Columns are named by storage name
+(``c<id>``, ``_seq``, ``_deleted``). A version superseded by a newer one (or removed from a
+stream) is masked by its row index in the chunk's ``dead`` set — never rewritten.
+For tables with a primary key, ``pk_loc`` maps each key to its latest version (including
+tombstones, which are versions with ``_deleted = true``).
+
+Changes are *tentative* first: ``begin()`` freezes the view readers get, the statement or
+transaction applies its changes (recording undo steps), then ``commit()`` publishes them
+once the WAL made the event durable, or ``rollback()`` undoes them. Readers therefore never
+see uncommitted data, and a failed statement leaves nothing behind.
+
+Task safety: mutated only from the trio thread, under the engine's write lock. ``view()``
+returns immutable Arrow tables that worker threads may use freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .catalog import DELETED_COLUMN, SEQ_COLUMN, TableDef
+from .types import coerce_value
+
+
+@dataclass(slots=True)
+class Chunk:
+    table: pa.Table
+    cold: bool  # loaded from (or written to) a segment file
+    first_lsn: int
+    last_lsn: int
+    dead: set[int] = field(default_factory=set)
+    generation: int = 0  # bumped on every change of ``dead``
+    _cache: tuple[int, int, pa.Table] | None = None  # (schema version, generation, table)
+
+    def kill(self, row: int) -> None:
+        self.dead.add(row)
+        self.generation += 1
+
+    def revive(self, row: int) -> None:
+        self.dead.discard(row)
+        self.generation += 1
+
+    def live(self, table_def: TableDef) -> pa.Table:
+        """Live rows aligned to the table's current columns (cached per schema version)."""
+        key = (table_def.version, self.generation)
+        if self._cache is not None and self._cache[:2] == key:
+            return self._cache[2]
+        table = self.table
+        if self.dead:
+            table = table.filter(keep_mask(table.num_rows, self.dead))
+        aligned = align(table, table_def)
+        self._cache = (*key, aligned)
+        return aligned
+
+
+def keep_mask(length: int, dead: set[int]) -> pa.BooleanArray:
+    """A boolean array that is false exactly at the ``dead`` row indices (O(dead) Python)."""
+    bitmap = bytearray(b"\xff") * ((length + 7) // 8)
+    for row in dead:
+        bitmap[row >> 3] &= ~(1 << (row & 7)) & 0xFF
+    return pa.BooleanArray.from_buffers(pa.bool_(), length, [None, pa.py_buffer(bitmap)])
+
+
+def storage_schema(table_def: TableDef) -> pa.Schema:
+    fields = [pa.field(c.storage_name, c.type.arrow_type(), nullable=True)
+              for c in table_def.columns]
+    fields.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
+    fields.append(pa.field(DELETED_COLUMN, pa.bool_(), nullable=False))
+    return pa.schema(fields)
+
+
+def align(table: pa.Table, table_def: TableDef) -> pa.Table:
+    """``table`` (versions written under any earlier schema) in the current storage schema:
+    added columns filled, dropped ones left out, changed types cast."""
+    schema = storage_schema(table_def)
+    present = set(table.column_names)
+    arrays = []
+    for column, target in zip(table_def.columns, schema, strict=False):
+        if column.storage_name in present:
+            array = table.column(column.storage_name)
+            if array.type != target.type:
+                array = pc.cast(array, target.type)
+        else:
+            fill = None if column.fill is None else coerce_value(column.fill, column.type,
+                                                                 column.name)
+            array = pa.array([fill] * table.num_rows, target.type)
+        arrays.append(array)
+    arrays.append(table.column(SEQ_COLUMN))
+    arrays.append(table.column(DELETED_COLUMN) if DELETED_COLUMN in present
+                  else pa.array([False] * table.num_rows, pa.bool_()))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class Partition:
+    """Row versions of one partition; see the module docstring for the model."""
+
+    def __init__(self, table_def: TableDef, user_id: str | None) -> None:
+        self.table_def = table_def
+        self.user_id = user_id
+        self.chunks: dict[int, Chunk] = {}
+        self.pk_loc: dict[Any, tuple[int, int, bool]] = {}  # key -> (chunk, row, deleted)
+        self.checkpoint_lsn = 0  # versions up to this LSN are in segment files
+        self.last_lsn = 0
+        self._next_chunk_id = 0
+        self._frozen: list[pa.Table] | None = None
+        self._undo: list[Callable[[], None]] | None = None
+        self._pending_chunks: list[Chunk] = []
+        self.manifest = None  # engine.segments.Manifest of the cold data, once flushed
+        self.needs_rewrite = False  # STREAM: cold rows were deleted; next flush rewrites
+        self.hot_since_ms = 0  # wall time the oldest unflushed change was committed
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def view(self, *, include_uncommitted: bool = False) -> list[pa.Table]:
+        """The latest versions (tombstones included), as immutable tables: the committed
+        state for readers, or — for the writer inside its own transaction — the state with
+        its tentative changes."""
+        if self._frozen is not None and not include_uncommitted:
+            return self._frozen
+        tables = [chunk.live(self.table_def) for chunk in self.chunks.values()]
+        return [t for t in tables if t.num_rows]
+
+    def max_seq(self) -> int:
+        """The largest ``_seq`` of any version held (0 when empty)."""
+        seqs = [pc.max(c.table.column(SEQ_COLUMN)).as_py() for c in self.chunks.values()
+                if c.table.num_rows]
+        return max(seqs, default=0)
+
+    def hot_rows(self) -> int:
+        return sum(c.table.num_rows - len(c.dead) for c in self.chunks.values() if not c.cold)
+
+    def latest(self, key: Any) -> pa.Table | None:
+        """The latest version (maybe a tombstone) of ``key`` as a one-row aligned table."""
+        loc = self.pk_loc.get(key)
+        if loc is None:
+            return None
+        chunk = self.chunks[loc[0]]
+        return align(chunk.table.slice(loc[1], 1), self.table_def)
+
+    def is_live_key(self, key: Any) -> bool:
+        loc = self.pk_loc.get(key)
+        return loc is not None and not loc[2]
+
+    # ---- tentative changes -----------------------------------------------------------
+
+    def begin(self) -> None:
+        """Freezes the readers' view; later changes are undoable until commit/rollback."""
+        if self._undo is None:
+            self._frozen = self.view()
+            self._undo = []
+
+    def commit(self, lsn: int) -> None:
+        """Publishes the tentative changes, stamping new chunks with their WAL ``lsn``."""
+        for chunk in self._pending_chunks:
+            chunk.first_lsn = chunk.last_lsn = lsn
+        if self._pending_chunks:
+            self.last_lsn = max(self.last_lsn, lsn)
+        self._frozen, self._undo, self._pending_chunks = None, None, []
+
+    def rollback(self) -> None:
+        undo, self._undo, self._frozen = self._undo or [], None, None
+        self._pending_chunks = []
+        for step in reversed(undo):
+            step()
+
+    def _record(self, step: Callable[[], None]) -> None:
+        if self._undo is not None:
+            self._undo.append(step)
+
+    def append_versions(self, versions: pa.Table, lsn: int | None, *, cold: bool = False
+                        ) -> None:
+        """Adds row versions; each supersedes the previous version of its key.
+
+        ``lsn=None`` inside ``begin()``: tentative, stamped by ``commit(lsn)``. Replay passes
+        the event's LSN and no ``begin()``: permanent at once.
+        """
+        if versions.num_rows == 0:
+            return
+        assert (lsn is None) == (self._undo is not None), "tentative iff inside begin()"
+        chunk_id = self._next_chunk_id
+        self._next_chunk_id += 1
+        chunk = Chunk(versions, cold, lsn or 0, lsn or 0)
+        self.chunks[chunk_id] = chunk
+        if lsn is None:
+            self._pending_chunks.append(chunk)
+            self._record(lambda: self.chunks.pop(chunk_id))
+        else:
+            self.last_lsn = max(self.last_lsn, lsn)
+        pk = self.table_def.pk
+        if pk is None:
+            return
+        keys = versions.column(pk.storage_name).to_pylist()
+        deleted = versions.column(DELETED_COLUMN).to_pylist()
+        for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
+            self._supersede(key, (chunk_id, row, is_deleted))
+
+    def _supersede(self, key: Any, loc: tuple[int, int, bool]) -> None:
+        old = self.pk_loc.get(key)
+        self.pk_loc[key] = loc
+        if old is None:
+            self._record(lambda: self.pk_loc.pop(key))
+            return
+        old_chunk = self.chunks[old[0]]
+        old_chunk.kill(old[1])
+
+        def undo() -> None:
+            self.pk_loc[key] = old
+            old_chunk.revive(old[1])
+
+        self._record(undo)
+
+    def remove_by_seq(self, seqs: Iterable[int]) -> int:
+        """Masks the versions whose ``_seq`` is listed (STREAM delete and expiry)."""
+        wanted = pa.array(sorted(set(seqs)), pa.int64())
+        removed = 0
+        for chunk in self.chunks.values():
+            found = pc.is_in(chunk.table.column(SEQ_COLUMN), value_set=wanted)
+            hits = [row for row in pc.indices_nonzero(found).to_pylist() if row not in chunk.dead]
+            for row in hits:
+                chunk.kill(row)
+                self._record(lambda c=chunk, r=row: c.revive(r))
+            if hits and chunk.cold:
+                self.needs_rewrite = True
+            removed += len(hits)
+        return removed
+
+    def replace_chunks(self, chunk_ids: list[int], merged: pa.Table, lsn: int) -> None:
+        """Replaces chunks by one cold chunk holding their live rows (after a flush or
+        compaction wrote ``merged``). Not undoable: call outside ``begin()``."""
+        assert self._undo is None
+        self.hot_since_ms = 0
+        for cid in chunk_ids:
+            del self.chunks[cid]
+        if merged.num_rows == 0:
+            return
+        chunk_id = self._next_chunk_id
+        self._next_chunk_id += 1
+        self.chunks[chunk_id] = Chunk(merged, True, lsn, lsn)
+        pk = self.table_def.pk
+        if pk is None:
+            return
+        keys = merged.column(pk.storage_name).to_pylist()
+        deleted = merged.column(DELETED_COLUMN).to_pylist()
+        for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
+            self.pk_loc[key] = (chunk_id, row, is_deleted)
+
+    def retype(self, table_def: TableDef) -> None:
+        """Adopts a new schema version (ALTER TABLE); chunks re-align lazily."""
+        previous = self.table_def
+        self.table_def = table_def
+        self._record(lambda: setattr(self, "table_def", previous))

@@ -1,0 +1,217 @@
+"""SELECT on DataFusion: a fresh context per query that holds only what the caller may read.
+
+Steps (``prepare`` on the trio thread, ``run`` in a worker thread):
+  1. resolve every table reference (CTE names excepted) in the catalog or among the system
+     tables, and check the caller may read it;
+  2. take the data: for USER and STREAM tables only the caller's own partition — other
+     users' rows are never registered, so no SQL shape can reach them; deleted versions
+     hidden unless the query mentions ``_deleted``; expired STREAM rows hidden;
+  3. rewrite the AST: each table becomes a private name (``__t0`` …) keeping its alias,
+     ``KDB_CURRENT_USER()``/``KDB_CURRENT_ROLE()`` become literals, the implicit ORDER BY
+     primary key and the row limits of PROTOCOL §3.1 are added;
+  4. run with DDL, DML and statements disabled; ``$n`` parameters are bound by DataFusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlglot
+from datafusion import SessionContext, SQLOptions
+from sqlglot import exp
+
+from .catalog import DELETED_COLUMN, SEQ_COLUMN, SYSTEM_NAMESPACE, Catalog, TableDef
+from .errors import InvalidSql, TableNotFound
+from .ids import SEQ_EPOCH_MS
+from .permissions import check_read
+from .session import Session
+from .store import TableStore
+from .types import KalamType
+
+SystemTableFn = Callable[[Session], tuple[pa.Table, list[KalamType]]]
+
+
+@dataclass(slots=True)
+class Source:
+    """One table reference resolved to the data the caller may see."""
+
+    private_name: str
+    table: TableDef | None  # None for a system table
+    data: pa.Table
+    types: dict[str, KalamType]  # column name -> declared type
+    pk: str | None
+
+
+@dataclass(slots=True)
+class PreparedQuery:
+    sql: str
+    sources: list[Source]
+    params: dict[str, Any]
+    declared: dict[str, tuple[KalamType, list[str]]] = field(default_factory=dict)
+
+
+def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalog: Catalog,
+            store: TableStore, system_tables: dict[str, SystemTableFn], now_ms: int,
+            default_limit: int, max_limit: int) -> PreparedQuery:
+    """Resolves, checks and rewrites a query. Raises TableNotFound/PermissionDenied/InvalidSql."""
+    tree = tree.copy()
+    cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    mentions_deleted = any(col.name.lower() == DELETED_COLUMN for col in tree.find_all(exp.Column))
+    sources: list[Source] = []
+    for node in list(tree.find_all(exp.Table)):
+        if not node.args.get("db") and node.name.lower() in cte_names:
+            continue
+        if not isinstance(node.this, exp.Identifier):
+            raise InvalidSql("Table functions are not allowed in queries")
+        source = _resolve(node, session, len(sources), catalog=catalog, store=store,
+                          system_tables=system_tables, now_ms=now_ms,
+                          show_deleted=mentions_deleted)
+        sources.append(source)
+        alias = node.alias or node.name
+        node.replace(exp.Table(this=exp.to_identifier(source.private_name),
+                               alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    _bind_context_functions(tree, session)
+    if len(sources) == 1:
+        _add_implicit_order(tree, sources[0])
+    tree = _apply_limits(tree, default_limit, max_limit)
+    declared = {name: (t, _flags(src, name)) for src in sources for name, t in src.types.items()}
+    return PreparedQuery(tree.sql(dialect="postgres"), sources,
+                         {str(i + 1): value for i, value in enumerate(params)}, declared)
+
+
+def run(prepared: PreparedQuery) -> pa.Table:
+    """Executes a prepared query (blocking: call through ``trio.to_thread.run_sync``)."""
+    ctx = SessionContext()
+    for source in prepared.sources:
+        ctx.register_record_batches(source.private_name,
+                                    [source.data.to_batches() or _empty_batches(source.data)])
+    options = SQLOptions().with_allow_ddl(False).with_allow_dml(False) \
+        .with_allow_statements(False)
+    try:
+        frame = ctx.sql_with_options(prepared.sql, options, param_values=prepared.params or None)
+        return frame.to_arrow_table()
+    except Exception as exc:  # DataFusion raises plain Exception subclasses
+        raise InvalidSql(_clean_datafusion_message(str(exc), prepared)) from exc
+
+
+def _empty_batches(table: pa.Table) -> list[pa.RecordBatch]:
+    return [pa.RecordBatch.from_pylist([], schema=table.schema)]
+
+
+def _resolve(node: exp.Table, session: Session, index: int, *, catalog: Catalog,
+             store: TableStore, system_tables: dict[str, SystemTableFn], now_ms: int,
+             show_deleted: bool) -> Source:
+    namespace = (node.db or session.namespace).lower()
+    name = node.name.lower()
+    private = f"__t{index}"
+    if namespace == SYSTEM_NAMESPACE:
+        build = system_tables.get(name)
+        if build is None:
+            raise TableNotFound(f"Table '{namespace}.{name}' does not exist")
+        if not session.is_admin:
+            from .permissions import require_admin
+            require_admin(session, "system tables")
+        data, types = build(session)
+        return Source(private, None, data, dict(zip(data.column_names, types, strict=True)),
+                      None)
+    table = catalog.table(namespace, name)
+    if table is None:
+        raise TableNotFound(f"Table '{namespace}.{name}' does not exist")
+    check_read(session, table)
+    data = visible_rows(table, store, session.user_id, now_ms, show_deleted=show_deleted)
+    types = {c.name: c.type for c in table.columns}
+    types[SEQ_COLUMN] = KalamType("BigInt")
+    types[DELETED_COLUMN] = KalamType("Boolean")
+    return Source(private, table, data, types, table.pk.name if table.pk else None)
+
+
+def visible_rows(table: TableDef, store: TableStore, user_id: str, now_ms: int, *,
+                 show_deleted: bool = False, include_uncommitted: bool = False) -> pa.Table:
+    """The rows of ``table`` that ``user_id`` may see, named by current column names."""
+    from .partition import storage_schema
+
+    part = store.partition(table, user_id, create=False)
+    tables = part.view(include_uncommitted=include_uncommitted) if part is not None else []
+    schema = storage_schema(table)
+    data = pa.concat_tables(tables) if tables else schema.empty_table()
+    if not show_deleted and data.num_rows:
+        data = data.filter(pc.invert(data.column(DELETED_COLUMN)))
+    if table.table_type == "STREAM" and table.options.ttl_seconds and data.num_rows:
+        oldest_seq = (now_ms - table.options.ttl_seconds * 1000 - SEQ_EPOCH_MS) << 22
+        data = data.filter(pc.greater_equal(data.column(SEQ_COLUMN), max(oldest_seq, 0)))
+    names = [c.name for c in table.columns] + [SEQ_COLUMN, DELETED_COLUMN]
+    return data.rename_columns(names)
+
+
+def _bind_context_functions(tree: exp.Expression, session: Session) -> None:
+    values = {"KDB_CURRENT_USER": session.user_id, "KDB_CURRENT_ROLE": session.role}
+    for func in list(tree.find_all(exp.Anonymous)):
+        value = values.get(str(func.this).upper())
+        if value is not None:
+            func.replace(exp.Literal.string(value))
+
+
+def _add_implicit_order(tree: exp.Expression, source: Source) -> None:
+    """PROTOCOL §3.1: no ORDER BY → by primary key (or ``_seq``), for plain single-table
+    selects whose output still has that column (not aggregates or DISTINCT)."""
+    if not isinstance(tree, exp.Select) or tree.args.get("order") or source.table is None:
+        return
+    if tree.args.get("group") or tree.args.get("distinct") or _has_aggregate(tree):
+        return
+    key = source.pk or SEQ_COLUMN
+    tree.order_by(exp.column(key), copy=False)
+
+
+def _has_aggregate(select: exp.Select) -> bool:
+    return any(isinstance(node, exp.AggFunc) for e in select.expressions for node in e.walk())
+
+
+def _apply_limits(tree: exp.Expression, default_limit: int, max_limit: int) -> exp.Expression:
+    """PROTOCOL §3.1: no LIMIT → ``default_limit``; any LIMIT capped at ``max_limit``."""
+    if not isinstance(tree, exp.Query):
+        return tree
+    limit = tree.args.get("limit")
+    if limit is None:
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(default_limit)))
+        return tree
+    value = limit.expression
+    if isinstance(value, exp.Literal) and value.is_int:
+        if int(value.this) > max_limit:
+            limit.set("expression", exp.Literal.number(max_limit))
+        return tree
+    # A non-literal LIMIT (e.g. $1) is capped by wrapping the query.
+    return exp.select("*").from_(exp.Subquery(
+        this=tree, alias=exp.TableAlias(this=exp.to_identifier("__capped")))).limit(max_limit)
+
+
+def _flags(source: Source, name: str) -> list[str]:
+    if source.table is None:
+        return []
+    column = source.table.column(name)
+    if column is None:
+        return ["nn"] if name in (SEQ_COLUMN, DELETED_COLUMN) else []
+    flags = []
+    if column.primary_key:
+        flags += ["pk", "nn", "uq"]
+    elif not column.nullable:
+        flags.append("nn")
+    return flags
+
+
+def _clean_datafusion_message(message: str, prepared: PreparedQuery) -> str:
+    """DataFusion names our private tables; show the user's names instead."""
+    for source in prepared.sources:
+        if source.table is not None:
+            message = message.replace(source.private_name, source.table.qualified_name)
+    return message.strip()
+
+
+def parse_query(sql: str) -> exp.Expression:
+    try:
+        return sqlglot.parse_one(sql, read="postgres")
+    except sqlglot.errors.ParseError as exc:
+        raise InvalidSql(str(exc), at_classify=True, parse_errors=exc.errors) from exc
