@@ -77,6 +77,8 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                              "print record payloads as hex or JSON lines (read-only)"),
     ("wal", "init"): Command("tools.cli:wal_init_main",
                              "open (creating if missing) and recover a log, then close it"),
+    ("replay",): Command("engine.replay_cli:replay_main",
+                         "rebuild projections from the log alone, or verify them against it"),
 }
 GROUPS: dict[tuple[str, ...], str] = {
     (): "Sluice: a stream-first, event-sourced storage engine.",

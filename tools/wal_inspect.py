@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from engine.events import describe as describe_event
+from engine.events import event_kind_name
 from wal import Frame, WalCorruptionError, iter_frames
 from wal.format import (
     BROKEN_SUFFIX,
     FRAME_HEADER_SIZE,
     FrameHeader,
     decode_frame_header,
+    decode_payload,
     parse_segment_name,
     segment_name,
 )
@@ -291,15 +294,22 @@ def _frame_rows(views: list[_SegmentView]) -> Iterator[tuple[object, ...]]:
         for offset, header in view.scan.frames:
             codec = header.codec.name.lower()
             yield (name, offset, header.lsn, header.stored_len, header.raw_len, codec, "ok",
-                   _frame_type(header))
+                   _frame_type(view.segment.path, offset, header))
         stop = view.scan.stop
         if stop is not None and not stop.rest_zero:
             yield _stop_row(view.segment.path, stop)
 
 
-def _frame_type(header: FrameHeader) -> str:
-    """What the record is. Until the engine's event codec exists, only how it is stored."""
-    return header.codec.name.lower()
+def _frame_type(path: Path, offset: int, header: FrameHeader) -> str:
+    """The engine event kind the record holds (read from its first payload bytes)."""
+    with open(path, "rb") as f:
+        f.seek(offset + FRAME_HEADER_SIZE)
+        stored = f.read(header.stored_len if header.codec else min(header.stored_len, 8))
+    try:
+        payload = decode_payload(header, stored) if header.codec else stored
+    except ValueError:
+        return "?"
+    return event_kind_name(payload)
 
 
 def _stop_row(path: Path, stop: StopFacts) -> tuple[object, ...]:
@@ -351,14 +361,14 @@ def _json_line(frame: Frame) -> str:
         "lsn": frame.lsn, "segment": segment_name(frame.segment_base_lsn),
         "offset": frame.offset, "length": len(frame.payload),
         "stored_length": frame.stored_len, "compressed": frame.compressed,
-        "payload_hex": frame.payload.hex()})
+        "event": describe_event(frame.payload), "payload_hex": frame.payload.hex()})
 
 
 def _hex_lines(frame: Frame, bytes_max: int) -> list[str]:
     """A ``hexdump -C``-style block: offset, 16 bytes in hex, printable ASCII."""
     stored = f"zstd, {frame.stored_len} stored" if frame.compressed else "raw"
     lines = [f"LSN {frame.lsn}  {segment_name(frame.segment_base_lsn)} byte {frame.offset}  "
-             f"{len(frame.payload)} bytes ({stored})"]
+             f"{len(frame.payload)} bytes ({stored})", f"  event: {describe_event(frame.payload)}"]
     shown = frame.payload[:bytes_max] if bytes_max else frame.payload
     for start in range(0, len(shown), _HEX_ROW_BYTES):
         chunk = shown[start : start + _HEX_ROW_BYTES]

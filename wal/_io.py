@@ -119,8 +119,8 @@ class FileIO:
         self.fsync_dir(path.parent)
 
     def makedirs(self, path: Path) -> None:
-        """Creates ``path`` and missing parents, then syncs the parent directory."""
-        if path.is_dir():
-            return
-        os.makedirs(path, exist_ok=True)
+        """Creates ``path`` and missing parents, then syncs the parent directory — also when
+        ``path`` exists: a crashed process may have created it without that sync."""
+        if not path.is_dir():
+            os.makedirs(path, exist_ok=True)
         self.fsync_dir(path.parent)

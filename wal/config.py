@@ -22,6 +22,11 @@ class FsyncPolicy:
                        ``<ms>`` of them (never a record in the middle: recovery keeps a prefix).
     ``none``           appends return once written to the page cache; syncs happen only when
                        a segment rolls and on clean close. Survives process crashes only.
+
+    Storage assumption (as SQLite's POWERSAFE_OVERWRITE): a write torn by power loss damages
+    only the bytes it was writing, never other bytes of the same sector. Each batch starts
+    right after the previous one, often inside the same sector; storage that garbles a whole
+    sector on a torn write could take the end of the previous, acknowledged batch with it.
     """
 
     kind: str

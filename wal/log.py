@@ -12,7 +12,7 @@ import trio
 
 from ._io import FileIO
 from .config import WalConfig
-from .errors import RecordTooLargeError, WalClosedError, WalLockedError
+from .errors import RecordTooLargeError, WalClosedError, WalIOError, WalLockedError
 from .format import SEGMENT_HEADER_SIZE
 from .group_commit import GroupCommitWriter
 from .recovery import RecoveryReport, recover
@@ -122,7 +122,10 @@ class Wal:
         doomed = [seg for seg, nxt in zip(segments, segments[1:], strict=False)
                   if nxt.base_lsn <= lsn and seg.base_lsn < active_base]
         for segment in doomed:
-            await trio.to_thread.run_sync(delete_segment, self._io, segment)
+            try:
+                await trio.to_thread.run_sync(delete_segment, self._io, segment)
+            except OSError as exc:
+                raise WalIOError(f"retention could not delete {segment.path}: {exc}") from exc
         return len(doomed)
 
     def statistics(self) -> WalStatistics:
@@ -173,6 +176,10 @@ def _open_sync(io: FileIO, directory: Path, config: WalConfig
         raise WalLockedError(directory) from exc
     try:
         report = recover(io, directory, record_size_max_bytes=config.record_size_max_bytes)
+        # A crashed process may have renamed a segment into place (or created this directory)
+        # without the directory sync that makes the name durable: sync before anything new is
+        # acknowledged in those files.
+        io.fsync_dir(directory)
         if not report.scans:
             path = create_segment(io, directory, 1, config.segment_size_max_bytes)
             active = ActiveSegment(io, path, 1, SEGMENT_HEADER_SIZE,
@@ -183,7 +190,11 @@ def _open_sync(io: FileIO, directory: Path, config: WalConfig
                                    last.size_bytes)
             # Frames recovered from the page cache of a crashed process are made durable
             # before anything new vouches for them (new frames record durable_lsn >= them).
-            active.sync()
+            try:
+                active.sync()
+            except BaseException:
+                active.close()
+                raise
     except BaseException:
         io.close(lock_fd)
         raise

@@ -65,6 +65,8 @@ def prepare_spare(io: FileIO, temp: Path, size_bytes: int) -> Path:
     can do it ahead of time. A crash leaves only a ``.tmp`` file, deleted on open.
     """
     assert size_bytes > SEGMENT_HEADER_SIZE
+    if temp.exists():  # left by an earlier attempt that failed midway
+        io.unlink(temp)
     fd = io.create_exclusive(temp)
     try:
         io.fill_zeros(fd, 0, size_bytes)
