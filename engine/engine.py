@@ -29,7 +29,7 @@ from .events import CatalogEvent, RowChange, RowsCommitted, encode
 from .ids import SEQ_EPOCH_MS, UNIX_EPOCH_MS, Snowflake
 from .jobs import JobBoard
 from .partition import Partition
-from .replay import ReplayReport, replay_wal
+from .replay import ProgressFn, ReplayReport, replay_wal
 from .session import Session
 from .store import TableStore
 
@@ -155,7 +155,7 @@ class Engine:
 
     # ---- start-up and shutdown -----------------------------------------------------------
 
-    def _load_and_replay(self) -> None:
+    def _load_and_replay(self, progress: ProgressFn | None = None) -> None:
         """Worker thread: checkpoint + manifests, then the WAL tail (see engine/replay.py)."""
         path = self.data_dir / "checkpoints" / CATALOG_CHECKPOINT
         if path.exists():
@@ -169,7 +169,7 @@ class Engine:
         # skips what its own watermark already covers.
         self.replay_report = replay_wal(
             self.wal_dir, self.catalog, self.store, from_lsn=self.wal.first_lsn,
-            record_size_max_bytes=self.config.wal.record_size_max_bytes)
+            record_size_max_bytes=self.config.wal.record_size_max_bytes, progress=progress)
         now = self.clock.now_ms()
         for part in self.store.partitions.values():
             self.seq_ids.advance_past(part.max_seq())
@@ -196,8 +196,8 @@ class Engine:
 
 @contextlib.asynccontextmanager
 async def open_engine(data_dir: Path | str, config: EngineConfig | None = None, *,
-                      clock: Clock | None = None, io: FileIO | None = None
-                      ) -> AsyncIterator[Engine]:
+                      clock: Clock | None = None, io: FileIO | None = None,
+                      progress: ProgressFn | None = None) -> AsyncIterator[Engine]:
     """Opens the data directory: WAL recovery, checkpoints, replay, first-start bootstrap;
     then runs background jobs until the context exits. On exit the jobs stop, a catalog
     checkpoint is written and the WAL is closed cleanly."""
@@ -207,7 +207,7 @@ async def open_engine(data_dir: Path | str, config: EngineConfig | None = None, 
     await trio.to_thread.run_sync(engine.io.makedirs, data_dir)
     async with open_wal(engine.wal_dir, config.wal, io=engine.io) as wal:
         engine._wal = wal
-        await trio.to_thread.run_sync(engine._load_and_replay)
+        await trio.to_thread.run_sync(engine._load_and_replay, progress)
         from .bootstrap import bootstrap
 
         await bootstrap(engine)

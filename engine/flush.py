@@ -147,6 +147,8 @@ async def flush_partition(engine: Engine, part: Partition) -> int:
     """Writes the partition's hot rows to a segment; returns the rows flushed (0: nothing to
     do). Takes the write lock, so no tentative change is in flight while chunks move."""
     async with engine.write_lock:
+        if not _registered(engine, part):
+            return 0
         if part.table_def.table_type == "STREAM":
             return await _rewrite_stream(engine, part)
         hot = [(cid, c) for cid, c in part.chunks.items() if not c.cold]
@@ -173,13 +175,19 @@ async def flush_partition(engine: Engine, part: Partition) -> int:
 async def compact_partition(engine: Engine, part: Partition) -> int:
     """Merges every segment (and hot rows) into one segment of latest versions only."""
     async with engine.write_lock:
-        if not part.chunks:
+        if not part.chunks or not _registered(engine, part):
             return 0
         data = _live_table(part, drop_expired_before=None)
         last = part.last_lsn
         directory = partition_dir(engine.data_dir, part.table_def, part.user_id)
         await _replace_all(engine, part, directory, data, last)
         return data.num_rows
+
+
+def _registered(engine: Engine, part: Partition) -> bool:
+    """Whether ``part`` is still the store's partition: a job that waited for the write lock
+    while DROP TABLE/NAMESPACE ran must not write files for the dropped table."""
+    return engine.store.partitions.get((part.table_def.table_id, part.user_id)) is part
 
 
 async def _rewrite_stream(engine: Engine, part: Partition) -> int:

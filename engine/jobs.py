@@ -37,7 +37,7 @@ class JobRecord:
     job_id: str
     job_type: str
     parameters: str
-    status: str = "queued"  # queued | running | completed | failed
+    status: str = "queued"  # queued | running | completed | failed | cancelled
     message: str | None = None
     created_at: int = 0
     started_at: int | None = None
@@ -114,10 +114,13 @@ async def run_job(engine: Engine, job_type: str, parameters: str,
 
 def start_job(engine: Engine, job_type: str, parameters: str,
               work: Callable[[], Awaitable[int]]) -> JobRecord:
-    """Queues ``work`` in the job nursery; returns the queued record at once."""
+    """Queues ``work`` in the job nursery; returns the queued record at once. A record
+    marked ``cancelled`` before the job task starts is skipped (KILL JOB)."""
     record = engine.jobs.new(job_type, parameters, engine.clock.now_ms())
 
     async def job() -> None:
+        if record.status == "cancelled":  # KILL JOB / DROP TABLE before it started
+            return
         record.status, record.started_at = "running", engine.clock.now_ms()
         try:
             rows = await work()

@@ -128,6 +128,11 @@ class Partition:
         tables = [chunk.live(self.table_def) for chunk in self.chunks.values()]
         return [t for t in tables if t.num_rows]
 
+    @property
+    def in_transaction(self) -> bool:
+        """True while tentative changes are pending (between begin and commit/rollback)."""
+        return self._undo is not None
+
     def max_seq(self) -> int:
         """The largest ``_seq`` of any version held (0 when empty)."""
         seqs = [pc.max(c.table.column(SEQ_COLUMN)).as_py() for c in self.chunks.values()

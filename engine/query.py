@@ -25,14 +25,16 @@ from datafusion import SessionContext, SQLOptions
 from sqlglot import exp
 
 from .catalog import DELETED_COLUMN, SEQ_COLUMN, SYSTEM_NAMESPACE, Catalog, TableDef
-from .errors import InvalidSql, TableNotFound
+from .errors import InvalidOperation, InvalidSql, TableNotFound
 from .ids import SEQ_EPOCH_MS
-from .permissions import check_read
+from .partition import storage_schema
+from .permissions import check_read, require_admin
 from .session import Session
 from .store import TableStore
-from .types import KalamType
+from .types import KalamType, coerce_value
 
 SystemTableFn = Callable[[Session], tuple[pa.Table, list[KalamType]]]
+_NO_KEY = object()
 
 
 @dataclass(slots=True)
@@ -54,14 +56,31 @@ class PreparedQuery:
     declared: dict[str, tuple[KalamType, list[str]]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class QueryOptions:
+    default_limit: int | None  # None: no implicit LIMIT and no cap (UPDATE/DELETE matching)
+    max_limit: int | None
+    implicit_order: bool = True
+    include_uncommitted: bool = False  # the writer's own tentative changes (DML matching)
+    show_deleted: bool | None = None  # None: only if the query mentions _deleted
+    impersonating: bool = False  # EXECUTE AS USER: SHARED tables are refused
+
+
 def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalog: Catalog,
             store: TableStore, system_tables: dict[str, SystemTableFn], now_ms: int,
-            default_limit: int, max_limit: int) -> PreparedQuery:
+            options: QueryOptions) -> PreparedQuery:
     """Resolves, checks and rewrites a query. Raises TableNotFound/PermissionDenied/InvalidSql."""
     tree = tree.copy()
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-    mentions_deleted = any(col.name.lower() == DELETED_COLUMN for col in tree.find_all(exp.Column))
+    mentions_deleted = options.show_deleted
+    if mentions_deleted is None:
+        mentions_deleted = any(c.name.lower() == DELETED_COLUMN for c in tree.find_all(exp.Column))
     sources: list[Source] = []
+    tables = [node for node in tree.find_all(exp.Table)
+              if node.args.get("db") or node.name.lower() not in cte_names]
+    point_keys: dict[int, Any] = {}  # id(table node) -> primary-key value
+    if len(tables) == 1 and not cte_names:
+        _find_point_key(tree, tables[0], session, params, catalog, point_keys)
     for node in list(tree.find_all(exp.Table)):
         if not node.args.get("db") and node.name.lower() in cte_names:
             continue
@@ -69,15 +88,17 @@ def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalo
             raise InvalidSql("Table functions are not allowed in queries")
         source = _resolve(node, session, len(sources), catalog=catalog, store=store,
                           system_tables=system_tables, now_ms=now_ms,
-                          show_deleted=mentions_deleted)
+                          show_deleted=mentions_deleted, options=options,
+                          point_key=point_keys.get(id(node), _NO_KEY))
         sources.append(source)
         alias = node.alias or node.name
         node.replace(exp.Table(this=exp.to_identifier(source.private_name),
                                alias=exp.TableAlias(this=exp.to_identifier(alias))))
     _bind_context_functions(tree, session)
-    if len(sources) == 1:
+    if len(sources) == 1 and options.implicit_order:
         _add_implicit_order(tree, sources[0])
-    tree = _apply_limits(tree, default_limit, max_limit)
+    if options.default_limit is not None and options.max_limit is not None:
+        tree = _apply_limits(tree, options.default_limit, options.max_limit)
     declared = {name: (t, _flags(src, name)) for src in sources for name, t in src.types.items()}
     return PreparedQuery(tree.sql(dialect="postgres"), sources,
                          {str(i + 1): value for i, value in enumerate(params)}, declared)
@@ -104,7 +125,7 @@ def _empty_batches(table: pa.Table) -> list[pa.RecordBatch]:
 
 def _resolve(node: exp.Table, session: Session, index: int, *, catalog: Catalog,
              store: TableStore, system_tables: dict[str, SystemTableFn], now_ms: int,
-             show_deleted: bool) -> Source:
+             show_deleted: bool, options: QueryOptions, point_key: Any) -> Source:
     namespace = (node.db or session.namespace).lower()
     name = node.name.lower()
     private = f"__t{index}"
@@ -112,17 +133,19 @@ def _resolve(node: exp.Table, session: Session, index: int, *, catalog: Catalog,
         build = system_tables.get(name)
         if build is None:
             raise TableNotFound(f"Table '{namespace}.{name}' does not exist")
-        if not session.is_admin:
-            from .permissions import require_admin
-            require_admin(session, "system tables")
+        require_admin(session, "system tables")
         data, types = build(session)
         return Source(private, None, data, dict(zip(data.column_names, types, strict=True)),
                       None)
     table = catalog.table(namespace, name)
     if table is None:
         raise TableNotFound(f"Table '{namespace}.{name}' does not exist")
+    if options.impersonating and table.table_type == "SHARED":
+        raise InvalidOperation("EXECUTE AS USER is only supported for USER and STREAM tables")
     check_read(session, table)
-    data = visible_rows(table, store, session.user_id, now_ms, show_deleted=show_deleted)
+    data = visible_rows(table, store, session.user_id, now_ms, show_deleted=show_deleted,
+                        include_uncommitted=options.include_uncommitted,
+                        only_key=point_key)
     types = {c.name: c.type for c in table.columns}
     types[SEQ_COLUMN] = KalamType("BigInt")
     types[DELETED_COLUMN] = KalamType("Boolean")
@@ -130,13 +153,22 @@ def _resolve(node: exp.Table, session: Session, index: int, *, catalog: Catalog,
 
 
 def visible_rows(table: TableDef, store: TableStore, user_id: str, now_ms: int, *,
-                 show_deleted: bool = False, include_uncommitted: bool = False) -> pa.Table:
-    """The rows of ``table`` that ``user_id`` may see, named by current column names."""
-    from .partition import storage_schema
+                 show_deleted: bool = False, include_uncommitted: bool = False,
+                 only_key: Any = _NO_KEY) -> pa.Table:
+    """The rows of ``table`` that ``user_id`` may see, named by current column names.
 
+    ``only_key`` restricts the result to one primary-key value, looked up in the index
+    instead of scanning (the query still applies its whole WHERE afterwards).
+    """
     part = store.partition(table, user_id, create=False)
-    tables = part.view(include_uncommitted=include_uncommitted) if part is not None else []
     schema = storage_schema(table)
+    if part is None:
+        tables = []
+    elif only_key is not _NO_KEY and (include_uncommitted or not part.in_transaction):
+        latest = part.latest(only_key)
+        tables = [] if latest is None else [latest]
+    else:
+        tables = part.view(include_uncommitted=include_uncommitted)
     data = pa.concat_tables(tables) if tables else schema.empty_table()
     if not show_deleted and data.num_rows:
         data = data.filter(pc.invert(data.column(DELETED_COLUMN)))
@@ -145,6 +177,45 @@ def visible_rows(table: TableDef, store: TableStore, user_id: str, now_ms: int, 
         data = data.filter(pc.greater_equal(data.column(SEQ_COLUMN), max(oldest_seq, 0)))
     names = [c.name for c in table.columns] + [SEQ_COLUMN, DELETED_COLUMN]
     return data.rename_columns(names)
+
+
+def _find_point_key(tree: exp.Expression, node: exp.Table, session: Session,
+                    params: list[Any], catalog: Catalog, found: dict[int, Any]) -> None:
+    """Primary-key point lookups skip the scan: a plain single-table SELECT whose WHERE has a
+    top-level ``pk = <literal or $n>`` conjunct only needs that key's latest version."""
+    if not isinstance(tree, exp.Select) or tree.args.get("joins") or not tree.args.get("where"):
+        return
+    if any(isinstance(n, exp.Subquery | exp.Select) and n is not tree for n in tree.walk()):
+        return
+    table = catalog.table((node.db or session.namespace).lower(), node.name.lower())
+    if table is None or table.pk is None:
+        return
+    pk = table.pk
+    for conjunct in tree.args["where"].this.flatten() if isinstance(
+            tree.args["where"].this, exp.And) else [tree.args["where"].this]:
+        if not isinstance(conjunct, exp.EQ):
+            continue
+        for column, value in ((conjunct.this, conjunct.expression),
+                              (conjunct.expression, conjunct.this)):
+            if isinstance(column, exp.Column) and column.name.lower() == pk.name.lower():
+                key = _constant(value, params)
+                if key is _NO_KEY:
+                    continue
+                try:
+                    key = coerce_value(key, pk.type, pk.name)
+                except Exception:  # let DataFusion report (or match nothing) as usual
+                    continue
+                found[id(node)] = pa.array([key], pk.type.arrow_type())[0].as_py()
+                return
+
+
+def _constant(node: exp.Expression, params: list[Any]) -> Any:
+    if isinstance(node, exp.Literal):
+        return node.this if node.is_string else (int(node.this) if node.is_int else _NO_KEY)
+    if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal):
+        index = int(node.this.this)
+        return params[index - 1] if 1 <= index <= len(params) else _NO_KEY
+    return _NO_KEY
 
 
 def _bind_context_functions(tree: exp.Expression, session: Session) -> None:

@@ -1,0 +1,325 @@
+"""INSERT, UPDATE and DELETE (PROTOCOL §3.7): every change is a new row version.
+
+Each handler builds the new versions as an Arrow table in storage naming (``c<id>``,
+``_seq``, ``_deleted``), applies them tentatively to the caller's partition and records a
+``RowChange``; ``Ctx.write_rows`` turns the transaction into one WAL event. UPDATE and
+DELETE find their rows by running ``SELECT * … WHERE <predicate>`` on DataFusion over the
+writer's view (which includes the transaction's own earlier changes).
+"""
+
+from __future__ import annotations
+
+import decimal
+import os
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import trio
+from sqlglot import exp
+
+from ..catalog import DELETED_COLUMN, SEQ_COLUMN, ColumnDef, TableDef
+from ..errors import AlreadyExists, InvalidOperation, InvalidParameter, InvalidSql, InvalidValue
+from ..events import Op, RowChange
+from ..ids import ulid, uuid_v7
+from ..partition import Partition, storage_schema
+from ..permissions import check_write
+from ..query import QueryOptions, run
+from ..types import coerce_value
+from .context import Ctx
+from .results import StatementResult, dml_result
+from .select import prepare_for
+from .statements import Delete, Insert, Update
+
+if TYPE_CHECKING:
+    from ..engine import Transaction
+
+_DEFAULT = object()  # the DEFAULT keyword in VALUES
+_SYSTEM_COLUMNS = (SEQ_COLUMN, DELETED_COLUMN)
+_MATCH = QueryOptions(None, None, implicit_order=False, include_uncommitted=True,
+                      show_deleted=False)
+
+
+# ---- INSERT --------------------------------------------------------------------------------
+
+
+async def insert(ctx: Ctx, statement: Insert) -> StatementResult:
+    node = statement.expression
+    target, names = (node.this.this, [i.name for i in node.this.expressions]) \
+        if isinstance(node.this, exp.Schema) else (node.this, None)
+    table = _writable(ctx, target)
+    columns = _target_columns(table, names)
+    rows = await _source_rows(ctx, node.expression, len(columns))
+
+    async def step(txn: Transaction) -> StatementResult:
+        part = ctx.engine.store.partition(table, ctx.session.user_id)
+        assert part is not None
+        versions = _versions(ctx, table, [_row_values(ctx, table, columns, row) for row in rows])
+        _check_unique(part, table, versions)
+        _apply(txn, part, table, Op.INSERT, versions)
+        return dml_result(ctx.session.user_id, "insert", versions.num_rows)
+
+    return await ctx.write_rows(step)
+
+
+def _writable(ctx: Ctx, node: exp.Table) -> TableDef:
+    table = ctx.table(node.db or None, node.name)
+    check_write(ctx.session, table)
+    if ctx.impersonating and table.table_type == "SHARED":
+        raise InvalidOperation("EXECUTE AS USER is only supported for USER and STREAM tables")
+    return table
+
+
+def _target_columns(table: TableDef, names: list[str] | None) -> list[ColumnDef]:
+    if names is None:
+        return list(table.columns)
+    columns = []
+    for name in names:
+        if name.lower() in _SYSTEM_COLUMNS:
+            raise InvalidOperation(f"System column '{name}' cannot be written")
+        column = table.column(name)
+        if column is None:
+            raise InvalidOperation(f"Column '{name}' does not exist in table "
+                                   f"'{table.qualified_name}'")
+        if column in columns:
+            raise InvalidSql(f"Column '{name}' is specified more than once")
+        columns.append(column)
+    return columns
+
+
+async def _source_rows(ctx: Ctx, source: exp.Expression, width: int) -> list[list[Any]]:
+    if isinstance(source, exp.Values):
+        rows = []
+        for row in source.expressions:
+            items = row.expressions if isinstance(row, exp.Tuple) else [row]
+            if len(items) != width:
+                raise InvalidSql(f"INSERT has {len(items)} values for {width} columns")
+            rows.append([_value(ctx, item) for item in items])
+        return await _evaluate_expressions(ctx, rows)
+    if isinstance(source, exp.Query):
+        prepared = prepare_for(ctx, source, _MATCH)
+        result = await trio.to_thread.run_sync(run, prepared)
+        if result.num_columns != width:
+            raise InvalidSql(f"INSERT … SELECT returns {result.num_columns} columns for "
+                             f"{width} target columns")
+        return [list(row.values()) for row in result.to_pylist()]
+    raise InvalidSql("INSERT needs VALUES or a SELECT")
+
+
+def _value(ctx: Ctx, node: exp.Expression) -> Any:
+    """A VALUES item: a literal, parameter, DEFAULT or ID function; other expressions are
+    returned as-is and evaluated by DataFusion."""
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        return int(node.this) if node.is_int else decimal.Decimal(node.this)
+    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+        value = _value(ctx, node.this)
+        return -value
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Var) and node.name.upper() == "DEFAULT":
+        return _DEFAULT
+    if isinstance(node, exp.Parameter | exp.Placeholder):
+        return _parameter(ctx, node)
+    if isinstance(node, exp.CurrentTimestamp):
+        return _function_value(ctx, "NOW")
+    if isinstance(node, exp.Anonymous):
+        name = str(node.this).upper()
+        if name in ("SNOWFLAKE_ID", "UUID_V7", "ULID", "NOW", "KDB_CURRENT_USER",
+                    "KDB_CURRENT_ROLE") and not node.expressions:
+            return _function_value(ctx, name)
+    return node
+
+
+def _parameter(ctx: Ctx, node: exp.Expression) -> Any:
+    text = node.this.this if isinstance(node.this, exp.Literal) else str(node.this)
+    if not str(text).isdigit():
+        raise InvalidParameter(f"Unsupported parameter placeholder {node.sql()}")
+    index = int(text)
+    if not 1 <= index <= len(ctx.params):
+        raise InvalidParameter(f"Parameter ${index} is missing ({len(ctx.params)} given)")
+    return ctx.params[index - 1]
+
+
+def _function_value(ctx: Ctx, name: str) -> Any:
+    engine = ctx.engine
+    if name == "NOW":
+        return engine.clock.now_ms() * 1000  # microseconds: the Timestamp unit
+    if name == "SNOWFLAKE_ID":
+        return engine.sql_ids.next()
+    if name == "UUID_V7":
+        return uuid_v7(engine.clock.now_ms, os.urandom)
+    if name == "ULID":
+        return ulid(engine.clock.now_ms, os.urandom)
+    if name == "KDB_CURRENT_ROLE":
+        return ctx.session.role
+    return ctx.session.user_id  # CURRENT_USER
+
+
+async def _evaluate_expressions(ctx: Ctx, rows: list[list[Any]]) -> list[list[Any]]:
+    """Evaluates the non-literal VALUES items with one DataFusion query (constants only)."""
+    pending = [(r, c) for r, row in enumerate(rows) for c, v in enumerate(row)
+               if isinstance(v, exp.Expression)]
+    if not pending:
+        return rows
+    select = exp.select(*[rows[r][c].as_(f"v{i}") for i, (r, c) in enumerate(pending)])
+    prepared = prepare_for(ctx, select, _MATCH)
+    result = (await trio.to_thread.run_sync(run, prepared)).to_pylist()[0]
+    for i, (r, c) in enumerate(pending):
+        rows[r][c] = result[f"v{i}"]
+    return rows
+
+
+def _row_values(ctx: Ctx, table: TableDef, columns: list[ColumnDef], row: list[Any]
+                ) -> list[Any]:
+    """One full row in table column order: given values, else defaults; coerced and checked."""
+    given = dict(zip([c.id for c in columns], row, strict=True))
+    values = []
+    for column in table.columns:
+        value = given.get(column.id, _DEFAULT)
+        if value is _DEFAULT:
+            value = _default(ctx, column)
+        values.append(_checked(column, value))
+    return values
+
+
+def _default(ctx: Ctx, column: ColumnDef) -> Any:
+    if column.default is None:
+        return None
+    if "fn" in column.default:
+        return _function_value(ctx, column.default["fn"])
+    return column.default.get("value")
+
+
+def _checked(column: ColumnDef, value: Any) -> Any:
+    if value is not None:
+        value = coerce_value(value, column.type, column.name)
+    if value is None and (not column.nullable or column.primary_key):
+        raise InvalidValue(f"Column '{column.name}' cannot be null")
+    return value
+
+
+def _versions(ctx: Ctx, table: TableDef, rows: list[list[Any]], *, deleted: bool = False
+              ) -> pa.Table:
+    schema = storage_schema(table)
+    arrays = [pa.array([row[i] for row in rows], type=schema.field(i).type)
+              for i in range(len(table.columns))]
+    arrays.append(pa.array([ctx.engine.seq_ids.next() for _ in rows], pa.int64()))
+    arrays.append(pa.array([deleted] * len(rows), pa.bool_()))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _check_unique(part: Partition, table: TableDef, versions: pa.Table) -> None:
+    pk = table.pk
+    if pk is None:
+        return
+    seen: set[Any] = set()
+    for key in versions.column(pk.storage_name).to_pylist():
+        if key in seen or part.is_live_key(key):
+            raise AlreadyExists(f"Primary key violation: value '{_show(key)}' already exists "
+                                f"in column '{pk.name}'")
+        seen.add(key)
+
+
+def _show(key: Any) -> str:
+    if isinstance(key, bytes):
+        return key.hex()
+    return str(key)
+
+
+def _apply(txn: Transaction, part: Partition, table: TableDef, op: Op, versions: pa.Table
+           ) -> None:
+    txn.touch(part)
+    part.append_versions(versions, None)
+    batch = versions.combine_chunks().to_batches()[0] if versions.num_rows else None
+    if batch is not None:
+        txn.changes.append(RowChange(table.table_id, part.user_id, op, batch))
+
+
+# ---- UPDATE and DELETE ----------------------------------------------------------------------
+
+
+async def update(ctx: Ctx, statement: Update) -> StatementResult:
+    node = statement.expression
+    table = _writable(ctx, node.this)
+    if table.table_type == "STREAM":
+        raise InvalidOperation("UPDATE is not supported for STREAM tables")
+    where = node.args.get("where")
+    if where is None:
+        raise InvalidOperation("UPDATE requires a WHERE clause")
+    assignments = _assignments(table, node.expressions)
+
+    async def step(txn: Transaction) -> StatementResult:
+        select = exp.select("*", *[value.copy().as_(f"__set{i}")
+                                   for i, (_, value) in enumerate(assignments)])
+        matched = await _match(ctx, select, node.this, where)
+        changed = {column.id: f"__set{i}" for i, (column, _) in enumerate(assignments)}
+        rows = []
+        for record in matched.to_pylist():
+            rows.append([_checked(c, record[changed[c.id]]) if c.id in changed
+                         else record[c.name] for c in table.columns])
+        part = ctx.engine.store.partition(table, ctx.session.user_id)
+        assert part is not None
+        _apply(txn, part, table, Op.UPDATE, _versions(ctx, table, rows))
+        return dml_result(ctx.session.user_id, "update", len(rows))
+
+    return await ctx.write_rows(step)
+
+
+def _assignments(table: TableDef, items: list[exp.Expression]
+                 ) -> list[tuple[ColumnDef, exp.Expression]]:
+    if not items:
+        raise InvalidSql("UPDATE needs at least one assignment")
+    result: list[tuple[ColumnDef, exp.Expression]] = []
+    for item in items:
+        if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
+            raise InvalidSql(f"Unsupported assignment: {item.sql()}")
+        name = item.this.name
+        if name.lower() in _SYSTEM_COLUMNS:
+            raise InvalidOperation(f"System column '{name}' cannot be updated")
+        column = table.column(name)
+        if column is None:
+            raise InvalidOperation(f"Column '{name}' does not exist in table "
+                                   f"'{table.qualified_name}'")
+        if column.primary_key:
+            raise InvalidOperation(f"UPDATE cannot modify primary key column '{column.name}'")
+        if any(c.id == column.id for c, _ in result):
+            raise InvalidSql(f"Column '{name}' is assigned more than once")
+        result.append((column, item.expression))
+    return result
+
+
+async def delete(ctx: Ctx, statement: Delete) -> StatementResult:
+    node = statement.expression
+    table = _writable(ctx, node.this)
+    where = node.args.get("where")
+    if where is None:
+        raise InvalidOperation("DELETE requires a WHERE clause")
+
+    async def step(txn: Transaction) -> StatementResult:
+        matched = await _match(ctx, exp.select("*"), node.this, where)
+        part = ctx.engine.store.partition(table, ctx.session.user_id)
+        assert part is not None
+        if table.table_type == "STREAM":
+            seqs = matched.column(SEQ_COLUMN).combine_chunks()
+            txn.touch(part)
+            part.remove_by_seq(seqs.to_pylist())
+            if len(seqs):
+                batch = pa.record_batch([seqs], names=[SEQ_COLUMN])
+                txn.changes.append(RowChange(table.table_id, part.user_id, Op.DELETE, batch))
+            return dml_result(ctx.session.user_id, "delete", len(seqs))
+        rows = [[record[c.name] for c in table.columns] for record in matched.to_pylist()]
+        _apply(txn, part, table, Op.DELETE, _versions(ctx, table, rows, deleted=True))
+        return dml_result(ctx.session.user_id, "delete", len(rows))
+
+    return await ctx.write_rows(step)
+
+
+async def _match(ctx: Ctx, select: exp.Select, target: exp.Table, where: exp.Where
+                 ) -> pa.Table:
+    """The current rows of ``target`` matching ``where`` (plus any extra select columns)."""
+    select = select.from_(target.copy()).where(where.this.copy())
+    prepared = prepare_for(ctx, select, _MATCH)
+    return await trio.to_thread.run_sync(run, prepared)

@@ -1,0 +1,189 @@
+"""A request's SQL batch, end to end (PROTOCOL §1.3 steps 4-9 and the batch semantics).
+
+Order: size limit → split → unwrap EXECUTE AS + classify every statement → classify-time role
+checks → parameter checks → ``PARAMS_WITH_BATCH`` → run the statements in order. The first
+failure aborts the batch: earlier autocommit statements stay applied, an open transaction is
+rolled back, and the error carries the failing statement's 1-based index and text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    EmptySql,
+    EngineError,
+    InvalidParameter,
+    InvalidSql,
+    ParamsWithBatch,
+    TransactionError,
+)
+from ..permissions import check_impersonation
+from ..session import Session
+from .classify import classify
+from .context import Ctx
+from .plan import handler_for, preflight
+from .results import StatementResult, message_result, sum_dml
+from .split import split_statements, unwrap_execute_as
+from .statements import (
+    BeginTransaction,
+    CommitTransaction,
+    RollbackTransaction,
+    Statement,
+    UseNamespace,
+)
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    index: int  # 1-based
+    text: str
+    statement: Statement
+    execute_as: str | None
+
+
+async def execute_batch(engine: Engine, session: Session, sql: str, params: list[Any]
+                        ) -> list[StatementResult]:
+    limit = engine.config.sql_text_max_bytes
+    size = len(sql.encode())
+    if size > limit:
+        raise InvalidSql(f"SQL query too long: {size} bytes (maximum {limit} bytes)")
+    texts = split_statements(sql)
+    if not texts:
+        raise EmptySql("No SQL statements provided")
+    planned = [_plan(i + 1, text, session) for i, text in enumerate(texts)]
+    _check_params(params, engine)
+    if params and len(planned) > 1:
+        raise ParamsWithBatch("Parameters are not supported with multiple statements")
+    results = await _run(engine, session, planned, params)
+    if len(planned) == 1:
+        return results
+    return sum_dml(results, session.user_id)
+
+
+def _plan(index: int, text: str, session: Session) -> Planned:
+    try:
+        target, inner = unwrap_execute_as(text)
+        statement = classify(inner)
+        preflight(statement, session if target is None else session.impersonating(target))
+    except EngineError as exc:
+        _locate(exc, index, text)
+        raise
+    return Planned(index, text, statement, target)
+
+
+def _check_params(params: list[Any], engine: Engine) -> None:
+    config = engine.config
+    if len(params) > config.params_max:
+        raise InvalidParameter(f"Too many parameters: {len(params)} (maximum "
+                               f"{config.params_max})")
+    for k, value in enumerate(params, start=1):
+        if value is not None and not isinstance(value, bool | int | float | str):
+            raise InvalidParameter(f"Parameter ${k} invalid: only null, boolean, number and "
+                                   f"string values are allowed")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidParameter(f"Parameter ${k} invalid: not a finite number")
+        if isinstance(value, str) and len(value.encode()) > config.param_value_max_bytes:
+            raise InvalidParameter(f"Parameter ${k} invalid: larger than "
+                                   f"{config.param_value_max_bytes} bytes")
+
+
+async def _run(engine: Engine, session: Session, planned: list[Planned], params: list[Any]
+               ) -> list[StatementResult]:
+    results: list[StatementResult] = []
+    current = session
+    batch = _BatchTransaction(engine)
+    try:
+        for item in planned:
+            try:
+                ctx = Ctx(engine, _effective(engine, current, item), current, params, batch.txn)
+                result = await _statement(ctx, item.statement, batch)
+            except EngineError as exc:
+                _locate(exc, item.index, item.text)
+                raise
+            if isinstance(item.statement, UseNamespace):
+                current = current.with_namespace(item.statement.name)
+            if result is not None:
+                results.append(result)
+        if batch.txn is not None:
+            raise TransactionError("Request completed with an open explicit transaction; "
+                                   "rolled back automatically")
+    finally:
+        batch.abort_if_open()
+    return results
+
+
+def _effective(engine: Engine, session: Session, item: Planned) -> Session:
+    if item.execute_as is None:
+        return session
+    target = engine.catalog.live_user(item.execute_as)
+    # An unknown id counts as role ``user`` (PROTOCOL §2.7): impersonating it is allowed.
+    check_impersonation(session, item.execute_as, target.role if target else "user")
+    return session.impersonating(item.execute_as)
+
+
+async def _statement(ctx: Ctx, statement: Statement, batch: _BatchTransaction
+                     ) -> StatementResult | None:
+    if isinstance(statement, BeginTransaction):
+        await batch.begin()
+        return message_result(ctx.session.user_id, "Transaction started")
+    if isinstance(statement, CommitTransaction):
+        await batch.commit(ctx.session.user_id)
+        return message_result(ctx.session.user_id, "Transaction committed")
+    if isinstance(statement, RollbackTransaction):
+        batch.rollback()
+        return message_result(ctx.session.user_id, "Transaction rolled back")
+    return await handler_for(statement)(ctx, statement)
+
+
+class _BatchTransaction:
+    """The explicit transaction of one batch: BEGIN takes the engine's write lock and keeps
+    it until COMMIT/ROLLBACK (or the end of the batch), so its writes commit as one event."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.txn = None
+
+    async def begin(self) -> None:
+        from ..engine import Transaction
+
+        if self.txn is not None:
+            raise TransactionError("A transaction is already open")
+        await self.engine.write_lock.acquire()
+        self.txn = Transaction(explicit=True)
+
+    async def commit(self, actor: str) -> None:
+        if self.txn is None:
+            raise TransactionError("COMMIT without an open transaction")
+        txn, self.txn = self.txn, None
+        try:
+            await self.engine.commit_rows(txn, actor)
+        finally:
+            self.engine.write_lock.release()
+
+    def rollback(self) -> None:
+        if self.txn is None:
+            raise TransactionError("ROLLBACK without an open transaction")
+        self.abort_if_open()
+
+    def abort_if_open(self) -> None:
+        if self.txn is not None:
+            txn, self.txn = self.txn, None
+            self.engine.abort_rows(txn)
+            self.engine.write_lock.release()
+
+
+def _locate(exc: EngineError, index: int, text: str) -> None:
+    """Records which statement failed (the API prefixes ``Statement <n> failed:`` and shows
+    the text to admins only)."""
+    if getattr(exc, "statement_index", None) is None:
+        exc.statement_index = index  # type: ignore[attr-defined]
+        exc.statement_sql = text  # type: ignore[attr-defined]
+
+
+
