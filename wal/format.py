@@ -78,6 +78,7 @@ FRAME_HEADER = struct.Struct("<4sIQQIIB3sI")
 FRAME_HEADER_SIZE = FRAME_HEADER.size  # 40
 assert FRAME_HEADER_SIZE == 40
 _FRAME_CRC_START = 8  # header_crc covers bytes 8..40
+FRAME_CODEC_OFFSET = 32
 
 # Absolute ceiling on one record, independent of configuration: a length field above it is
 # damage, never a real record (u32 fields could claim 4 GiB). Configured limits must be lower.

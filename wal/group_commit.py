@@ -25,9 +25,16 @@ import zstandard
 from . import failpoints
 from ._io import FileIO
 from .config import WalConfig
+from .disk_thread import DiskThread, open_disk_thread
 from .errors import WalClosedError, WalIOError, WalPoisonedError
-from .format import SEGMENT_HEADER_SIZE, encode_frame
+from .format import FRAME_CODEC_OFFSET, SEGMENT_HEADER_SIZE, Codec, encode_frame
 from .segment import SPARE_NAME, ActiveSegment, activate_spare, create_segment, prepare_spare
+
+
+# Adaptive compression: give up trying after this many large records in a row that zstd
+# could not shrink, then retry one in this many (data may become compressible again).
+_COMPRESS_MISSES_MAX = 8
+_COMPRESS_RETRY_EVERY = 64
 
 
 class _Pending:
@@ -97,6 +104,8 @@ class GroupCommitWriter:
         self._spare: Path | None = None
         self._spare_lock = threading.Lock()
         self._spare_wanted = trio.Event()
+        self._disk: DiskThread | None = None  # set by run(); the batch steps run there
+        self._compress_misses = 0
 
     # ---- appender side -------------------------------------------------------------------
 
@@ -106,8 +115,14 @@ class GroupCommitWriter:
             raise WalPoisonedError("the WAL is poisoned by an earlier I/O error") from (
                 self.poisoned.__cause__)
         pending = _Pending(payloads, size_bytes)
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            await self._send.send(pending)
+            # Queue without yielding when there is room: a yield here costs a reschedule per
+            # append and keeps the event loop busy while the writer thread needs the GIL.
+            try:
+                self._send.send_nowait(pending)
+            except trio.WouldBlock:
+                await self._send.send(pending)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise WalClosedError("the WAL is closed") from None
         await pending.done.wait()
@@ -132,25 +147,31 @@ class GroupCommitWriter:
     async def run(self) -> None:
         """The writer loop. Returns after ``close_input`` once the queue is drained.
 
-        On cancellation the batch being written finishes first (the worker thread is not
-        abandoned), then the task exits without the final sync.
+        On cancellation the batch being written finishes first (the disk thread's steps are
+        not abandoned), then the task exits without the final sync.
         """
-        async with trio.open_nursery() as nursery, self._receive:
-            nursery.start_soon(self._keep_spare_ready)
-            while True:
-                with trio.move_on_at(self._sync_deadline) as timer:
-                    try:
-                        first = await self._receive.receive()
-                    except trio.EndOfChannel:
-                        break
-                if timer.cancelled_caught:
-                    await self._interval_sync()
-                    continue
-                await self._commit(self._drain_batch(first))
-                if self._active.end_offset * 2 > self._active.size_bytes:
-                    self._spare_wanted.set()
-            nursery.cancel_scope.cancel()
-        await trio.to_thread.run_sync(self._close_sync)
+        async with open_disk_thread("sluice-wal-writer") as disk:
+            self._disk = disk
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_spare_ready)
+                async with self._receive:
+                    await self._writer_loop()
+                nursery.cancel_scope.cancel()
+            await disk.run(self._close_sync)
+
+    async def _writer_loop(self) -> None:
+        while True:
+            with trio.move_on_at(self._sync_deadline) as timer:
+                try:
+                    first = await self._receive.receive()
+                except trio.EndOfChannel:
+                    return
+            if timer.cancelled_caught:
+                await self._interval_sync()
+                continue
+            await self._commit(self._drain_batch(first))
+            if self._active.end_offset * 2 > self._active.size_bytes:
+                self._spare_wanted.set()
 
     async def _keep_spare_ready(self) -> None:
         """Prepares the next segment's file in the background once the active one is half
@@ -185,7 +206,7 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[_Pending]) -> None:
         if self.poisoned is None:
             try:
-                await trio.to_thread.run_sync(self._write_batch_sync, batch)
+                await self._disk.run(self._write_batch_sync, batch)
             except OSError as exc:
                 self._poison(exc, batch)
             else:
@@ -216,7 +237,7 @@ class GroupCommitWriter:
         if self.poisoned is not None or self._durable_lsn == self._next_lsn - 1:
             return
         try:
-            await trio.to_thread.run_sync(self._sync_active_sync)
+            await self._disk.run(self._sync_active_sync)
         except OSError as exc:
             self._poison(exc, [])
             self._signal_progress()
@@ -234,15 +255,14 @@ class GroupCommitWriter:
             for pending in batch:
                 pending.first_lsn = lsn
                 for payload in pending.payloads:
-                    frame = encode_frame(lsn, durable, payload, compressor=self._compressor,
-                                         compress_min_bytes=self._config.compress_min_bytes)
+                    frame = self._encode(lsn, durable, payload)
                     if len(buf) + len(frame) > self._active.remaining_bytes:
                         self._write_and_roll(buf, lsn)
                         buf, durable = bytearray(), self._durable_lsn
                     buf += frame
                     lsn += 1
             failpoints.hit("wal.before_write")
-            self._active.write(bytes(buf))
+            self._active.write(buf)
             failpoints.hit("wal.after_write_before_fsync")
             self._next_lsn = lsn
             self.statistics.records += lsn - batch[0].first_lsn
@@ -252,6 +272,21 @@ class GroupCommitWriter:
                 self._sync_active_sync()
                 failpoints.hit("wal.after_fsync_before_ack")
 
+    def _encode(self, lsn: int, durable: int, payload: bytes) -> bytes:
+        """Encodes a frame, trying zstd only while it pays: after ``_COMPRESS_MISSES_MAX``
+        large records in a row that did not shrink, only every ``_COMPRESS_RETRY_EVERY``-th
+        large record is tried (about 10 µs saved per incompressible 4 KiB record)."""
+        large = len(payload) >= self._config.compress_min_bytes
+        try_it = large and (self._compress_misses < _COMPRESS_MISSES_MAX
+                            or lsn % _COMPRESS_RETRY_EVERY == 0)
+        frame = encode_frame(lsn, durable, payload,
+                             compressor=self._compressor if try_it else None,
+                             compress_min_bytes=self._config.compress_min_bytes)
+        if try_it:
+            compressed = frame[FRAME_CODEC_OFFSET] == Codec.ZSTD
+            self._compress_misses = 0 if compressed else self._compress_misses + 1
+        return frame
+
     def _write_and_roll(self, buf: bytearray, next_base_lsn: int) -> None:
         """Finishes the active segment durably, then creates the next one.
 
@@ -259,7 +294,7 @@ class GroupCommitWriter:
         every frame in a segment that has a successor was durable.
         """
         if buf:
-            self._active.write(bytes(buf))
+            self._active.write(buf)
             self.statistics.bytes_written += len(buf)
         self._active.sync()
         self.statistics.syncs += 1

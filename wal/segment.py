@@ -120,7 +120,7 @@ class ActiveSegment:
     def remaining_bytes(self) -> int:
         return self.size_bytes - self.end_offset
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray) -> int:
         """Writes ``data`` at the end of the used part; returns the offset it starts at."""
         assert self._fd is not None
         assert len(data) <= self.remaining_bytes
