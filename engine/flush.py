@@ -11,8 +11,10 @@ Flush (USER/SHARED): the partition's hot live versions (tombstones included) bec
 segment and the manifest's checkpoint moves to the partition's last LSN; older cold segments
 are not rewritten — their superseded rows are masked again on load, because later segments'
 versions supersede earlier ones key by key. Compaction merges all segments into one.
-STREAM partitions are rewritten whole on flush (live, unexpired rows only), so hard deletes
-and expiry never need tombstones.
+STREAM partitions are time-bucketed: a flush writes the hot rows as one segment per bucket
+(``stream_bucket_ms``), drops whole segments whose newest row is past the TTL, and — only
+after a hard DELETE reached cold rows — rewrites every segment, so deletes and expiry never
+need tombstones.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ from .segments import (
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+
+# STREAM time buckets (see stream_bucket_ms).
+STREAM_BUCKET_MIN_MS = 1_000
+STREAM_BUCKET_MAX_MS = 3_600_000
 
 
 class ColdDataLostError(Exception):
@@ -134,8 +141,8 @@ def _subdirs(path: Path) -> list[Path]:
 def attach_cold(part: Partition, cold: ColdPartition) -> None:
     """Loads a partition's segments as cold chunks (in write order, so later versions mask
     earlier ones) and sets its checkpoint."""
-    for table, meta in cold.tables:
-        part.append_versions(table, meta.last_lsn, cold=True)
+    for entry, (table, meta) in zip(cold.manifest.segments, cold.tables, strict=True):
+        part.append_versions(table, meta.last_lsn, cold=True, segment=entry.file_name)
     part.checkpoint_lsn = cold.manifest.checkpoint_lsn
     part.manifest = cold.manifest
 
@@ -150,7 +157,7 @@ async def flush_partition(engine: Engine, part: Partition) -> int:
         if not _registered(engine, part):
             return 0
         if part.table_def.table_type == "STREAM":
-            return await _rewrite_stream(engine, part)
+            return await _flush_stream(engine, part)
         hot = [(cid, c) for cid, c in part.chunks.items() if not c.cold]
         if not hot:
             return 0
@@ -166,7 +173,8 @@ async def flush_partition(engine: Engine, part: Partition) -> int:
                 append_segment, engine.io, directory, part.manifest, data, meta, last)
         except OSError as exc:
             raise StorageUnavailable(f"flush of {directory} failed: {exc}") from exc
-        part.replace_chunks([cid for cid, _ in hot], data, last)
+        part.replace_chunks([cid for cid, _ in hot], [(data, manifest.segments[-1].file_name)],
+                            last)
         part.manifest = manifest
         part.checkpoint_lsn = last
         return data.num_rows
@@ -177,10 +185,8 @@ async def compact_partition(engine: Engine, part: Partition) -> int:
     async with engine.write_lock:
         if not part.chunks or not _registered(engine, part):
             return 0
-        data = _live_table(part, drop_expired_before=None)
-        last = part.last_lsn
-        directory = partition_dir(engine.data_dir, part.table_def, part.user_id)
-        await _replace_all(engine, part, directory, data, last)
+        data = _live_table(part, list(part.chunks.values()), drop_expired_before=None)
+        await _publish(engine, part, list(part.chunks), [data], kept=())
         return data.num_rows
 
 
@@ -190,31 +196,57 @@ def _registered(engine: Engine, part: Partition) -> bool:
     return engine.store.partitions.get((part.table_def.table_id, part.user_id)) is part
 
 
-async def _rewrite_stream(engine: Engine, part: Partition) -> int:
-    if not any(not c.cold for c in part.chunks.values()) and not part.needs_rewrite:
-        return 0
+def stream_bucket_ms(ttl_seconds: int) -> int:
+    """Width of a STREAM time bucket: a quarter of the TTL, between 1 s and 1 h, so a
+    bucket expires as a whole soon after its newest row does."""
+    return max(STREAM_BUCKET_MIN_MS, min(STREAM_BUCKET_MAX_MS, ttl_seconds * 1000 // 4))
+
+
+async def _flush_stream(engine: Engine, part: Partition) -> int:
+    """STREAM flush: hot rows go to one segment per time bucket; whole segments past the TTL
+    are dropped; after a hard delete of cold rows every segment is rewritten."""
     floor = _stream_floor(engine, part.table_def)
-    data = _live_table(part, drop_expired_before=floor)
-    directory = partition_dir(engine.data_dir, part.table_def, part.user_id)
-    await _replace_all(engine, part, directory, data, part.last_lsn)
+    entries = part.manifest.segments if part.manifest else ()
+    expired = {e.file_name for e in entries if e.max_seq < floor}
+    sources = [cid for cid, c in part.chunks.items() if part.needs_rewrite or not c.cold]
+    if not sources and not expired:
+        return 0
+    rewritten = {part.chunks[cid].segment for cid in sources}
+    kept = tuple(e for e in entries if e.file_name not in expired | rewritten)
+    drop = sources + [cid for cid, c in part.chunks.items() if c.segment in expired]
+    data = _live_table(part, [part.chunks[cid] for cid in sources], drop_expired_before=floor)
+    buckets = _split_buckets(data, stream_bucket_ms(part.table_def.options.ttl_seconds or 0))
+    await _publish(engine, part, drop, buckets, kept=kept)
     return data.num_rows
 
 
-async def _replace_all(engine: Engine, part: Partition, directory: Path, data: pa.Table,
-                       last: int) -> None:
+def _split_buckets(data: pa.Table, bucket_ms: int) -> list[pa.Table]:
+    if data.num_rows == 0:
+        return []
+    bucket = pc.divide(pc.shift_right(data.column(SEQ_COLUMN), 22), bucket_ms)
+    return [data.filter(pc.equal(bucket, value)) for value in pc.unique(bucket).to_pylist()]
+
+
+async def _publish(engine: Engine, part: Partition, drop: list[int], tables: list[pa.Table],
+                   *, kept: tuple[SegmentEntry, ...]) -> None:
+    """Writes ``tables`` as new segments, then a manifest listing ``kept`` + them with the
+    checkpoint at the partition's last LSN; swaps the dropped chunks for the written ones."""
+    directory = partition_dir(engine.data_dir, part.table_def, part.user_id)
     old = part.manifest or Manifest()
-    number = old.next_segment_number
-    entries = ()
-    if data.num_rows:
-        meta = _meta(data, min(c.first_lsn for c in part.chunks.values()), last)
+    number, entries, written = old.next_segment_number, list(kept), []
+    first_lsn = min((part.chunks[cid].first_lsn for cid in drop), default=1)
+    for table in (t for t in tables if t.num_rows):
+        meta = _meta(table, first_lsn, part.last_lsn)
         name = segment_file_name(number)
-        await trio.to_thread.run_sync(write_segment, engine.io, directory / name, data, meta)
+        number += 1
+        await trio.to_thread.run_sync(write_segment, engine.io, directory / name, table, meta)
         size = (directory / name).stat().st_size
-        entries = (SegmentEntry(name, meta.min_seq, meta.max_seq, meta.rows, meta.first_lsn,
-                                meta.last_lsn, size),)
-    manifest = Manifest(entries, max(last, old.checkpoint_lsn), number + 1)
+        entries.append(SegmentEntry(name, meta.min_seq, meta.max_seq, meta.rows,
+                                    meta.first_lsn, meta.last_lsn, size))
+        written.append((table, name))
+    manifest = Manifest(tuple(entries), max(part.last_lsn, old.checkpoint_lsn), number)
     await trio.to_thread.run_sync(_publish_manifest, engine, directory, manifest)
-    part.replace_chunks(list(part.chunks), data, last)
+    part.replace_chunks(drop, written, part.last_lsn)
     part.manifest = manifest
     part.checkpoint_lsn = manifest.checkpoint_lsn
     part.needs_rewrite = False
@@ -226,11 +258,11 @@ def _publish_manifest(engine: Engine, directory: Path, manifest: Manifest) -> No
     delete_orphans(engine.io, directory, manifest)
 
 
-def _live_table(part: Partition, drop_expired_before: int | None) -> pa.Table:
-    tables = [c.live(part.table_def) for c in part.chunks.values()]
-    data = pa.concat_tables(tables).combine_chunks() if tables else None
-    if data is None:
+def _live_table(part: Partition, chunks: list, drop_expired_before: int | None) -> pa.Table:
+    tables = [c.live(part.table_def) for c in chunks]
+    if not tables:
         return storage_schema(part.table_def).empty_table()
+    data = pa.concat_tables(tables).combine_chunks()
     if drop_expired_before is not None:
         data = data.filter(pc.greater_equal(data.column(SEQ_COLUMN), drop_expired_before))
     return data

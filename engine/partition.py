@@ -36,6 +36,7 @@ class Chunk:
     cold: bool  # loaded from (or written to) a segment file
     first_lsn: int
     last_lsn: int
+    segment: str | None = None  # the segment file holding a cold chunk
     dead: set[int] = field(default_factory=set)
     generation: int = 0  # bumped on every change of ``dead``
     _cache: tuple[int, int, pa.Table] | None = None  # (schema version, generation, table)
@@ -180,8 +181,8 @@ class Partition:
         if self._undo is not None:
             self._undo.append(step)
 
-    def append_versions(self, versions: pa.Table, lsn: int | None, *, cold: bool = False
-                        ) -> None:
+    def append_versions(self, versions: pa.Table, lsn: int | None, *, cold: bool = False,
+                        segment: str | None = None) -> None:
         """Adds row versions; each supersedes the previous version of its key.
 
         ``lsn=None`` inside ``begin()``: tentative, stamped by ``commit(lsn)``. Replay passes
@@ -192,7 +193,7 @@ class Partition:
         assert (lsn is None) == (self._undo is not None), "tentative iff inside begin()"
         chunk_id = self._next_chunk_id
         self._next_chunk_id += 1
-        chunk = Chunk(versions, cold, lsn or 0, lsn or 0)
+        chunk = Chunk(versions, cold, lsn or 0, lsn or 0, segment)
         self.chunks[chunk_id] = chunk
         if lsn is None:
             self._pending_chunks.append(chunk)
@@ -237,25 +238,28 @@ class Partition:
             removed += len(hits)
         return removed
 
-    def replace_chunks(self, chunk_ids: list[int], merged: pa.Table, lsn: int) -> None:
-        """Replaces chunks by one cold chunk holding their live rows (after a flush or
-        compaction wrote ``merged``). Not undoable: call outside ``begin()``."""
+    def replace_chunks(self, chunk_ids: list[int], written: list[tuple[pa.Table, str]],
+                       lsn: int) -> None:
+        """Replaces chunks by cold chunks holding exactly what a flush, compaction or stream
+        rewrite wrote to the named segment files. Not undoable: call outside ``begin()``."""
         assert self._undo is None
-        self.hot_since_ms = 0
         for cid in chunk_ids:
             del self.chunks[cid]
-        if merged.num_rows == 0:
-            return
-        chunk_id = self._next_chunk_id
-        self._next_chunk_id += 1
-        self.chunks[chunk_id] = Chunk(merged, True, lsn, lsn)
+        if not any(not c.cold for c in self.chunks.values()):
+            self.hot_since_ms = 0
         pk = self.table_def.pk
-        if pk is None:
-            return
-        keys = merged.column(pk.storage_name).to_pylist()
-        deleted = merged.column(DELETED_COLUMN).to_pylist()
-        for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
-            self.pk_loc[key] = (chunk_id, row, is_deleted)
+        for table, segment in written:
+            if table.num_rows == 0:
+                continue
+            chunk_id = self._next_chunk_id
+            self._next_chunk_id += 1
+            self.chunks[chunk_id] = Chunk(table, True, lsn, lsn, segment)
+            if pk is None:
+                continue
+            keys = table.column(pk.storage_name).to_pylist()
+            deleted = table.column(DELETED_COLUMN).to_pylist()
+            for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
+                self.pk_loc[key] = (chunk_id, row, is_deleted)
 
     def retype(self, table_def: TableDef) -> None:
         """Adopts a new schema version (ALTER TABLE); chunks re-align lazily."""

@@ -142,3 +142,36 @@ async def _random_step(engine, rng: random.Random, model: dict) -> None:
             await flush_partition(engine, part)
     else:
         await retain(engine)
+
+
+async def test_stream__flush_buckets_by_time__expired_segments_dropped_whole(
+        tmp_path: Path) -> None:
+    # TTL 60 s -> 15 s buckets: rows 20 s apart land in different segment files; once the
+    # older bucket is past the TTL the eviction flush deletes its file without a rewrite.
+    from engine.clock import ManualClock
+
+    clock = ManualClock()
+    async with engine_at(tmp_path, clock=clock) as engine:
+        await sql(engine, ROOT, "CREATE NAMESPACE app; "
+                  "CREATE STREAM TABLE app.ev (n INT) WITH (TTL_SECONDS = 60)")
+        await sql(engine, ALICE, "INSERT INTO app.ev (n) VALUES (1)")
+        clock.advance(20_000)
+        await sql(engine, ALICE, "INSERT INTO app.ev (n) VALUES (2)")
+        (part,) = engine.store.partitions.values()
+        assert await flush_partition(engine, part) == 2
+        files = sorted(p.name for p in tmp_path.glob("streams/app/ev-*/*/seg-*.arrow"))
+        assert len(files) == 2
+        clock.advance(45_000)  # row 1 is 65 s old, row 2 is 45 s old
+        assert await rows(engine, ALICE, "SELECT n FROM app.ev") == [[2]]
+        assert await flush_partition(engine, part) == 0
+        assert sorted(p.name for p in tmp_path.glob("streams/app/ev-*/*/seg-*.arrow")) == [
+            files[1]]
+    async with engine_at(tmp_path, clock=clock) as engine:
+        assert await rows(engine, ALICE, "SELECT n FROM app.ev") == [[2]]
+        await sql(engine, ALICE, "DELETE FROM app.ev WHERE n = 2")
+        (part,) = engine.store.partitions.values()
+        assert part.needs_rewrite
+        await flush_partition(engine, part)
+        assert list(tmp_path.glob("streams/app/ev-*/*/seg-*.arrow")) == []
+    async with engine_at(tmp_path, clock=clock) as engine:
+        assert await rows(engine, ALICE, "SELECT n FROM app.ev") == []
