@@ -12,23 +12,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import trio
 
 from wal import FileIO, Wal, WalError, open_wal
 
-from .catalog import Catalog
+from .catalog import Catalog, TableDef
 from .clock import Clock, SystemClock
 from .config import EngineConfig
 from .errors import InvalidOperation, StorageUnavailable
 from .events import CatalogEvent, RowChange, RowsCommitted, encode
 from .ids import SEQ_EPOCH_MS, UNIX_EPOCH_MS, Snowflake
 from .jobs import JobBoard
+from .flush import partition_dir
 from .partition import Partition
+from .segments import SegmentCache
 from .replay import ProgressFn, ReplayReport, replay_wal
 from .session import Session
 from .store import TableStore
@@ -71,6 +74,8 @@ class Engine:
         self.seq_ids = Snowflake(SEQ_EPOCH_MS, config.node_id, clock.now_ms)
         self.sql_ids = Snowflake(UNIX_EPOCH_MS, config.node_id, clock.now_ms)
         self.replay_report = ReplayReport()
+        self.segment_cache = SegmentCache(config.segment_cache_max_bytes)
+        self.store.loader_factory = self._segment_loader
         self.jobs = JobBoard()
         self.job_nursery: trio.Nursery | None = None
         self.checkpointed_catalog_lsn = 0
@@ -152,6 +157,11 @@ class Engine:
     @property
     def healthy(self) -> bool:
         return self._wal is not None and self._wal.poisoned is None
+
+    def _segment_loader(self, table: TableDef, user_id: str | None
+                        ) -> Callable[[str], pa.Table]:
+        directory = partition_dir(self.data_dir, table, user_id)
+        return lambda name: self.segment_cache.get(directory / name)[0]
 
     # ---- start-up and shutdown -----------------------------------------------------------
 

@@ -143,6 +143,8 @@ def attach_cold(part: Partition, cold: ColdPartition) -> None:
     earlier ones) and sets its checkpoint."""
     for entry, (table, meta) in zip(cold.manifest.segments, cold.tables, strict=True):
         part.append_versions(table, meta.last_lsn, cold=True, segment=entry.file_name)
+        part.make_lazy(entry.file_name)
+    cold.tables.clear()
     part.checkpoint_lsn = cold.manifest.checkpoint_lsn
     part.manifest = cold.manifest
 

@@ -32,14 +32,34 @@ from .types import coerce_value
 
 @dataclass(slots=True)
 class Chunk:
-    table: pa.Table
+    """Row versions from one commit (hot) or one segment file (cold).
+
+    A cold chunk does not hold its rows: ``load`` fetches them through the engine's
+    segment cache, which keeps decoded segments within a memory budget; only the row count,
+    the dead-row set and the primary-key index entries stay resident.
+    """
+
+    data: pa.Table | None
     cold: bool  # loaded from (or written to) a segment file
     first_lsn: int
     last_lsn: int
     segment: str | None = None  # the segment file holding a cold chunk
+    load: Callable[[], pa.Table] | None = None
+    num_rows: int = 0
     dead: set[int] = field(default_factory=set)
     generation: int = 0  # bumped on every change of ``dead``
     _cache: tuple[int, int, pa.Table] | None = None  # (schema version, generation, table)
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            self.num_rows = self.data.num_rows
+
+    @property
+    def table(self) -> pa.Table:
+        if self.data is not None:
+            return self.data
+        assert self.load is not None
+        return self.load()
 
     def kill(self, row: int) -> None:
         self.dead.add(row)
@@ -50,7 +70,8 @@ class Chunk:
         self.generation += 1
 
     def live(self, table_def: TableDef) -> pa.Table:
-        """Live rows aligned to the table's current columns (cached per schema version)."""
+        """Live rows aligned to the table's current columns (cached per schema version for
+        resident chunks; a lazy cold chunk is recomputed so the cache budget holds)."""
         key = (table_def.version, self.generation)
         if self._cache is not None and self._cache[:2] == key:
             return self._cache[2]
@@ -58,7 +79,8 @@ class Chunk:
         if self.dead:
             table = table.filter(keep_mask(table.num_rows, self.dead))
         aligned = align(table, table_def)
-        self._cache = (*key, aligned)
+        if self.data is not None:
+            self._cache = (*key, aligned)
         return aligned
 
 
@@ -117,6 +139,9 @@ class Partition:
         self.manifest = None  # engine.segments.Manifest of the cold data, once flushed
         self.needs_rewrite = False  # STREAM: cold rows were deleted; next flush rewrites
         self.hot_since_ms = 0  # wall time the oldest unflushed change was committed
+        # Segment file name -> decoded rows, through the engine's budgeted cache (None: cold
+        # chunks stay resident, e.g. in tools that rebuild without a cache).
+        self.segment_loader: Callable[[str], pa.Table] | None = None
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -137,11 +162,11 @@ class Partition:
     def max_seq(self) -> int:
         """The largest ``_seq`` of any version held (0 when empty)."""
         seqs = [pc.max(c.table.column(SEQ_COLUMN)).as_py() for c in self.chunks.values()
-                if c.table.num_rows]
+                if c.num_rows]
         return max(seqs, default=0)
 
     def hot_rows(self) -> int:
-        return sum(c.table.num_rows - len(c.dead) for c in self.chunks.values() if not c.cold)
+        return sum(c.num_rows - len(c.dead) for c in self.chunks.values() if not c.cold)
 
     def latest(self, key: Any) -> pa.Table | None:
         """The latest version (maybe a tombstone) of ``key`` as a one-row aligned table."""
@@ -253,13 +278,29 @@ class Partition:
                 continue
             chunk_id = self._next_chunk_id
             self._next_chunk_id += 1
-            self.chunks[chunk_id] = Chunk(table, True, lsn, lsn, segment)
+            self.chunks[chunk_id] = self._cold_chunk(table, lsn, segment)
             if pk is None:
                 continue
             keys = table.column(pk.storage_name).to_pylist()
             deleted = table.column(DELETED_COLUMN).to_pylist()
             for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
                 self.pk_loc[key] = (chunk_id, row, is_deleted)
+
+    def _cold_chunk(self, table: pa.Table, lsn: int, segment: str) -> Chunk:
+        if self.segment_loader is None:
+            return Chunk(table, True, lsn, lsn, segment)
+        loader = self.segment_loader
+        return Chunk(None, True, lsn, lsn, segment, load=lambda: loader(segment),
+                     num_rows=table.num_rows)
+
+    def make_lazy(self, segment: str) -> None:
+        """Lets the segment cache own the rows of the cold chunk loaded from ``segment``."""
+        if self.segment_loader is None:
+            return
+        for chunk in self.chunks.values():
+            if chunk.segment == segment and chunk.data is not None:
+                loader = self.segment_loader
+                chunk.load, chunk.data, chunk._cache = (lambda: loader(segment)), None, None
 
     def retype(self, table_def: TableDef) -> None:
         """Adopts a new schema version (ALTER TABLE); chunks re-align lazily."""

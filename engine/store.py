@@ -6,7 +6,7 @@ Task safety: trio thread only (under the engine's write lock for changes); reade
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
@@ -23,6 +23,9 @@ class TableStore:
         self.partitions: dict[PartitionKey, Partition] = {}
         # Cold data read at start-up, attached when its partition is first used.
         self.cold: dict[PartitionKey, ColdPartition] = {}
+        # (table, user) -> segment loader for that partition's directory (set by the engine).
+        self.loader_factory: Callable[[TableDef, str | None], Callable[[str], pa.Table]] | \
+            None = None
 
     def partition(self, table: TableDef, user_id: str | None, *, create: bool = True
                   ) -> Partition | None:
@@ -31,6 +34,8 @@ class TableStore:
         part = self.partitions.get(key)
         if part is None and (create or key in self.cold):
             part = Partition(table, key[1])
+            if self.loader_factory is not None:
+                part.segment_loader = self.loader_factory(table, key[1])
             cold = self.cold.pop(key, None)
             if cold is not None:
                 attach_cold(part, cold)

@@ -398,7 +398,7 @@ async def show_tables(ctx: Ctx, stmt: s.ShowTables) -> StatementResult:
 
 def _partition_stats(parts: list[Partition]) -> list[tuple[str, int]]:
     hot = sum(p.hot_rows() for p in parts)
-    cold = sum(c.table.num_rows - len(c.dead) for p in parts for c in p.chunks.values() if c.cold)
+    cold = sum(c.num_rows - len(c.dead) for p in parts for c in p.chunks.values() if c.cold)
     segments = [e for p in parts if p.manifest is not None for e in p.manifest.segments]
     return [("partitions", len(parts)), ("hot_rows", hot), ("cold_rows", cold),
             ("segments", len(segments)), ("segment_bytes", sum(e.size_bytes for e in segments)),

@@ -175,3 +175,25 @@ async def test_stream__flush_buckets_by_time__expired_segments_dropped_whole(
         assert list(tmp_path.glob("streams/app/ev-*/*/seg-*.arrow")) == []
     async with engine_at(tmp_path, clock=clock) as engine:
         assert await rows(engine, ALICE, "SELECT n FROM app.ev") == []
+
+
+async def test_segment_cache__tiny_budget__cold_rows_reloaded_on_demand(tmp_path: Path) -> None:
+    # Cold chunks keep only row counts and the key index; their rows live in the budgeted
+    # cache. With a 1-byte budget nothing stays resident, and every read decodes again.
+    from engine.config import EngineConfig
+
+    config = EngineConfig(bcrypt_cost=4, jobs_interval_seconds=3600, segment_cache_max_bytes=1)
+    async with engine_at(tmp_path, config) as engine:
+        await sql(engine, ROOT, SCHEMA)
+        await sql(engine, ROOT, "INSERT INTO app.kv (k, v) VALUES (1, 'a'), (2, 'b')")
+        (part,) = engine.store.partitions.values()
+        await flush_partition(engine, part)
+        assert all(chunk.data is None for chunk in part.chunks.values())
+        for _ in range(3):
+            assert await rows(engine, ROOT, "SELECT v FROM app.kv WHERE k = 2") == [["b"]]
+        stats = engine.segment_cache.statistics()
+        assert stats.misses >= 3 and stats.resident_bytes == 0
+    async with engine_at(tmp_path, config) as engine:
+        assert await rows(engine, ROOT, "SELECT k FROM app.kv") == [[1], [2]]
+        (part,) = engine.store.partitions.values()
+        assert all(chunk.data is None for chunk in part.chunks.values())
