@@ -12,7 +12,13 @@ EXPORTS = {
         "WalClosedError", "WalConfig", "WalCorruptionError", "WalError", "WalIOError", "WalLockedError",
         "WalPoisonedError", "WalStatistics", "iter_frames", "open_wal", "read_frame_at",
     },
-    "engine": set(),
+    "engine": {
+        "AlreadyExists", "BatchParseError", "Clock", "EmptySql", "Engine", "EngineConfig",
+        "EngineError", "InvalidInput", "InvalidOperation", "InvalidParameter", "InvalidSql",
+        "InvalidValue", "ManualClock", "NotFound", "ParamsWithBatch", "PermissionDenied",
+        "Session", "StorageUnavailable", "SystemClock", "TableNotFound", "TransactionError",
+        "open_engine",
+    },
     "api": set(),
 }
 
