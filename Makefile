@@ -21,8 +21,9 @@ run: $(STAMP)
 	$(VENV)/bin/sluice wal init $(DATA)/wal
 	$(VENV)/bin/sluice wal inspect $(DATA)/wal
 
-# The whole default suite (target: under 5 minutes on 2 cores).
+# The whole default suite (target: under 5 minutes on 2 cores), after the linter.
 test: $(STAMP)
+	$(VENV)/bin/ruff check wal engine api tools tests fuzz bench
 	$(PY) -m pytest -q
 
 # Slow tier: thousands of crash seeds, random-delay kills, long fuzz runs.

@@ -27,12 +27,12 @@ from .clock import Clock, SystemClock
 from .config import EngineConfig
 from .errors import InvalidOperation, StorageUnavailable
 from .events import CatalogEvent, RowChange, RowsCommitted, encode
+from .flush import partition_dir
 from .ids import SEQ_EPOCH_MS, UNIX_EPOCH_MS, Snowflake
 from .jobs import JobBoard
-from .flush import partition_dir
 from .partition import Partition
-from .segments import SegmentCache
 from .replay import ProgressFn, ReplayReport, replay_wal
+from .segments import SegmentCache
 from .session import Session
 from .store import TableStore
 

@@ -297,9 +297,9 @@ class Partition:
         """Lets the segment cache own the rows of the cold chunk loaded from ``segment``."""
         if self.segment_loader is None:
             return
+        loader = self.segment_loader
         for chunk in self.chunks.values():
             if chunk.segment == segment and chunk.data is not None:
-                loader = self.segment_loader
                 chunk.load, chunk.data, chunk._cache = (lambda: loader(segment)), None, None
 
     def retype(self, table_def: TableDef) -> None:

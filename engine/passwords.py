@@ -36,7 +36,7 @@ def check_password(password: str, hashed: str) -> bool:
 
 
 def validate_default_policy(password: str) -> None:
-    """The policy of ``/v1/api/auth/setup``: 8–72 bytes, not a common password."""
+    """The policy of ``/v1/api/auth/setup``: 8-72 bytes, not a common password."""
     size = len(password.encode())
     if size < PASSWORD_MIN_BYTES:
         raise InvalidOperation(f"Password must be at least {PASSWORD_MIN_BYTES} characters")

@@ -93,13 +93,17 @@ class _Progress:
         sys.stderr.write("\n")
 
 
-async def _rebuild(data_dir: Path, into: Path, prog: str) -> int:
-    last = await trio.to_thread.run_sync(_check_source, data_dir)
+def _prepare_target(data_dir: Path, into: Path) -> None:
     if into.exists() and any(into.iterdir()):
         raise ValueError(f"{into} is not empty")
     if into.exists():
         into.rmdir()
-    await trio.to_thread.run_sync(_copy_log, data_dir, into)
+    _copy_log(data_dir, into)
+
+
+async def _rebuild(data_dir: Path, into: Path, prog: str) -> int:
+    last = await trio.to_thread.run_sync(_check_source, data_dir)
+    await trio.to_thread.run_sync(_prepare_target, data_dir, into)
     progress = _Progress(last, prog)
     async with open_engine(into, progress=progress) as engine:
         progress.finish()

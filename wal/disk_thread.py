@@ -39,10 +39,8 @@ class _Step:
             self.value = self.fn(*self.args)
         except BaseException as exc:  # handed back to the waiting task, never swallowed
             self.error = exc
-        try:
+        with contextlib.suppress(trio.RunFinishedError):  # the run died; nobody is waiting
             self.token.run_sync_soon(trio.lowlevel.reschedule, self.task)
-        except trio.RunFinishedError:  # the run died under us; nobody is waiting
-            pass
 
 
 class DiskThread:

@@ -30,7 +30,6 @@ from .errors import WalClosedError, WalIOError, WalPoisonedError
 from .format import FRAME_CODEC_OFFSET, SEGMENT_HEADER_SIZE, Codec, encode_frame
 from .segment import SPARE_NAME, ActiveSegment, activate_spare, create_segment, prepare_spare
 
-
 # Adaptive compression: give up trying after this many large records in a row that zstd
 # could not shrink, then retry one in this many (data may become compressible again).
 _COMPRESS_MISSES_MAX = 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ class Wal:
         """
         active_base = self._writer.active_segment_base_lsn
         segments = list_segments(self.directory)
-        doomed = [seg for seg, nxt in zip(segments, segments[1:], strict=False)
+        doomed = [seg for seg, nxt in itertools.pairwise(segments)
                   if nxt.base_lsn <= lsn and seg.base_lsn < active_base]
         for segment in doomed:
             try:

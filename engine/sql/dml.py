@@ -74,16 +74,22 @@ def _target_columns(table: TableDef, names: list[str] | None) -> list[ColumnDef]
         return list(table.columns)
     columns = []
     for name in names:
-        if name.lower() in _SYSTEM_COLUMNS:
-            raise InvalidOperation(f"System column '{name}' cannot be written")
-        column = table.column(name)
-        if column is None:
-            raise InvalidOperation(f"Column '{name}' does not exist in table "
-                                   f"'{table.qualified_name}'")
+        column = _writable_column(table, name)
         if column in columns:
             raise InvalidSql(f"Column '{name}' is specified more than once")
         columns.append(column)
     return columns
+
+
+def _writable_column(table: TableDef, name: str) -> ColumnDef:
+    """The user column ``name`` of ``table`` (system columns are never written by SQL)."""
+    if name.lower() in _SYSTEM_COLUMNS:
+        raise InvalidOperation(f"System column '{name}' cannot be written")
+    column = table.column(name)
+    if column is None:
+        raise InvalidOperation(f"Column '{name}' does not exist in table "
+                               f"'{table.qualified_name}'")
+    return column
 
 
 async def _source_rows(ctx: Ctx, source: exp.Expression, width: int) -> list[list[Any]]:
@@ -277,12 +283,7 @@ def _assignments(table: TableDef, items: list[exp.Expression]
         if not isinstance(item, exp.EQ) or not isinstance(item.this, exp.Column):
             raise InvalidSql(f"Unsupported assignment: {item.sql()}")
         name = item.this.name
-        if name.lower() in _SYSTEM_COLUMNS:
-            raise InvalidOperation(f"System column '{name}' cannot be updated")
-        column = table.column(name)
-        if column is None:
-            raise InvalidOperation(f"Column '{name}' does not exist in table "
-                                   f"'{table.qualified_name}'")
+        column = _writable_column(table, name)
         if column.primary_key:
             raise InvalidOperation(f"UPDATE cannot modify primary key column '{column.name}'")
         if any(c.id == column.id for c, _ in result):

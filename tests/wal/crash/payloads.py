@@ -95,7 +95,7 @@ async def make_torn_log(directory: Path, config: WalConfig, *, seed: int, record
             acked[await wal.append(payload)] = digest(payload)
     last = analyze(directory).scans[-1]
     torn = encode_frame(last.last_lsn + 1, last.last_lsn, make_payload(seed, records, 0, 1, size))
-    with open(last.path, "r+b") as segment:  # noqa: ASYNC230 (a few bytes of test setup)
+    with open(last.path, "r+b") as segment:
         segment.seek(last.end_offset)
         segment.write(torn[:60])
     (directory / f"00000000000000000099.wal{TEMP_SUFFIX}").write_bytes(bytes(100))
