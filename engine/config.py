@@ -21,6 +21,9 @@ class EngineConfig:
     # PROTOCOL §1.3: `params` limits (count and per-value size).
     params_max: int = 50
     param_value_max_bytes: int = 512 * 1024
+    # Batched params (an array of arrays for one INSERT): rows per request; all of them
+    # become one WAL event, so event_max_bytes bounds them too.
+    param_rows_max: int = 10_000
     # bcrypt cost for CREATE/ALTER USER (PROTOCOL §2.3: default 12; tests lower it).
     bcrypt_cost: int = 12
     # PROTOCOL §2.3: CREATE/ALTER USER apply the complexity policy only when enabled.
@@ -39,8 +42,8 @@ class EngineConfig:
     jobs_interval_seconds: float = 1.0
     # Decoded Arrow segments kept in memory for queries.
     segment_cache_max_bytes: int = 512 * MIB
-    # Hot-chunk merge: more small chunks than this in a partition are merged into one, so
-    # scans and DataFusion never see thousands of tiny record batches.
+    # Hot-chunk merge: more small (< 4096-row) chunks than this in a partition are merged
+    # into one, so scans, DataFusion and begin() never see thousands of tiny batches.
     hot_chunks_per_partition_max: int = 32
     # Largest single WAL event a write statement may produce (must fit one WAL record).
     event_max_bytes: int = 16 * MIB

@@ -76,6 +76,7 @@ class Engine:
         self.replay_report = ReplayReport()
         self.segment_cache = SegmentCache(config.segment_cache_max_bytes)
         self.store.loader_factory = self._segment_loader
+        self.store.merge_chunks_max = config.hot_chunks_per_partition_max
         self.jobs = JobBoard()
         self.job_nursery: trio.Nursery | None = None
         self.checkpointed_catalog_lsn = 0

@@ -29,6 +29,12 @@ import pyarrow.compute as pc
 from .catalog import DELETED_COLUMN, SEQ_COLUMN, TableDef
 from .types import coerce_value
 
+# A hot chunk smaller than this is "small"; more than MERGE_CHUNKS_MAX small chunks in a
+# partition are merged into one, so scans and DataFusion never see thousands of tiny batches
+# and begin()/view() stay O(a few dozen chunks).
+MERGE_SMALL_CHUNK_ROWS = 4096
+MERGE_CHUNKS_MAX = 32
+
 
 @dataclass(slots=True)
 class Chunk:
@@ -142,6 +148,7 @@ class Partition:
         # Segment file name -> decoded rows, through the engine's budgeted cache (None: cold
         # chunks stay resident, e.g. in tools that rebuild without a cache).
         self.segment_loader: Callable[[str], pa.Table] | None = None
+        self.merge_chunks_max = MERGE_CHUNKS_MAX
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -195,6 +202,7 @@ class Partition:
         if self._pending_chunks:
             self.last_lsn = max(self.last_lsn, lsn)
         self._frozen, self._undo, self._pending_chunks = None, None, []
+        self._merge_small_hot_chunks()
 
     def rollback(self) -> None:
         undo, self._undo, self._frozen = self._undo or [], None, None
@@ -226,12 +234,49 @@ class Partition:
         else:
             self.last_lsn = max(self.last_lsn, lsn)
         pk = self.table_def.pk
-        if pk is None:
+        if pk is not None:
+            keys = versions.column(pk.storage_name).to_pylist()
+            deleted = versions.column(DELETED_COLUMN).to_pylist()
+            if lsn is None:
+                for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
+                    self._supersede(key, (chunk_id, row, is_deleted))
+            else:
+                self._index_permanently(chunk_id, keys, deleted)
+        if lsn is not None:
+            self._merge_small_hot_chunks()
+
+    def _index_permanently(self, chunk_id: int, keys: list[Any], deleted: list[bool]) -> None:
+        """Replay's bulk form of ``_supersede``: nothing to undo, so no closures."""
+        pk_loc, chunks = self.pk_loc, self.chunks
+        for row, key in enumerate(keys):
+            old = pk_loc.get(key)
+            if old is not None:
+                chunks[old[0]].kill(old[1])
+            pk_loc[key] = (chunk_id, row, deleted[row])
+
+    def _merge_small_hot_chunks(self) -> None:
+        """Keeps the chunk count bounded: once more than ``merge_chunks_max`` small hot
+        chunks exist, their live rows become one chunk. Each row is merged at most once
+        (a merged chunk is no longer small), so the cost is amortised O(1) per row."""
+        small = [cid for cid, c in self.chunks.items()
+                 if not c.cold and c.num_rows < MERGE_SMALL_CHUNK_ROWS]
+        if len(small) <= self.merge_chunks_max or self._undo is not None:
             return
-        keys = versions.column(pk.storage_name).to_pylist()
-        deleted = versions.column(DELETED_COLUMN).to_pylist()
-        for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
-            self._supersede(key, (chunk_id, row, is_deleted))
+        parts = [self.chunks[cid] for cid in small]
+        merged = pa.concat_tables([c.live(self.table_def) for c in parts]).combine_chunks()
+        first = min(c.first_lsn for c in parts)
+        last = max(c.last_lsn for c in parts)
+        for cid in small:
+            del self.chunks[cid]
+        chunk_id = self._next_chunk_id
+        self._next_chunk_id += 1
+        self.chunks[chunk_id] = Chunk(merged, False, first, last)
+        pk = self.table_def.pk
+        if pk is not None:
+            keys = merged.column(pk.storage_name).to_pylist()
+            deleted = merged.column(DELETED_COLUMN).to_pylist()
+            for row, key in enumerate(keys):
+                self.pk_loc[key] = (chunk_id, row, deleted[row])
 
     def _supersede(self, key: Any, loc: tuple[int, int, bool]) -> None:
         old = self.pk_loc.get(key)

@@ -37,15 +37,44 @@ SystemTableFn = Callable[[Session], tuple[pa.Table, list[KalamType]]]
 _NO_KEY = object()
 
 
+@dataclass(frozen=True, slots=True)
+class RowSnapshot:
+    """The committed chunks a query will read, captured on the trio thread; ``materialize``
+    (pure Arrow, any thread) applies the visibility filters and the column names."""
+
+    tables: tuple[pa.Table, ...]
+    schema: pa.Schema
+    names: tuple[str, ...]
+    hide_deleted: bool
+    seq_floor: int | None  # STREAM TTL: versions with a smaller _seq have expired
+
+    def materialize(self) -> pa.Table:
+        kept = []
+        for table in self.tables:
+            if self.hide_deleted:
+                deleted = table.column(DELETED_COLUMN)
+                if pc.any(deleted).as_py():  # most chunks hold no tombstone: no copy then
+                    table = table.filter(pc.invert(deleted))
+            if self.seq_floor is not None:
+                table = table.filter(pc.greater_equal(table.column(SEQ_COLUMN),
+                                                      self.seq_floor))
+            kept.append(table)
+        data = pa.concat_tables(kept) if kept else self.schema.empty_table()
+        return data.rename_columns(list(self.names))
+
+
 @dataclass(slots=True)
 class Source:
     """One table reference resolved to the data the caller may see."""
 
     private_name: str
     table: TableDef | None  # None for a system table
-    data: pa.Table
+    data: RowSnapshot | pa.Table
     types: dict[str, KalamType]  # column name -> declared type
     pk: str | None
+
+    def rows(self) -> pa.Table:
+        return self.data.materialize() if isinstance(self.data, RowSnapshot) else self.data
 
 
 @dataclass(slots=True)
@@ -54,6 +83,8 @@ class PreparedQuery:
     sources: list[Source]
     params: dict[str, Any]
     declared: dict[str, tuple[KalamType, list[str]]] = field(default_factory=dict)
+    # Primary-key point lookup answered without DataFusion: (output name, column) pairs.
+    direct: list[tuple[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +125,29 @@ def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalo
         alias = node.alias or node.name
         node.replace(exp.Table(this=exp.to_identifier(source.private_name),
                                alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    direct = _direct_columns(tree, sources[0]) if point_keys and len(sources) == 1 else None
     _bind_context_functions(tree, session)
     if len(sources) == 1 and options.implicit_order:
         _add_implicit_order(tree, sources[0])
     if options.default_limit is not None and options.max_limit is not None:
         tree = _apply_limits(tree, options.default_limit, options.max_limit)
     declared = {name: (t, _flags(src, name)) for src in sources for name, t in src.types.items()}
-    return PreparedQuery(tree.sql(dialect="postgres"), sources,
-                         {str(i + 1): value for i, value in enumerate(params)}, declared)
+    sql = "" if direct is not None else tree.sql(dialect="postgres")
+    return PreparedQuery(sql, sources, {str(i + 1): value for i, value in enumerate(params)},
+                         declared, direct)
 
 
 def run(prepared: PreparedQuery) -> pa.Table:
     """Executes a prepared query (blocking: call through ``trio.to_thread.run_sync``)."""
+    if prepared.direct is not None:
+        (source,) = prepared.sources
+        data = source.rows()
+        return pa.table({out: data.column(column) for out, column in prepared.direct})
     ctx = SessionContext()
     for source in prepared.sources:
+        data = source.rows()
         ctx.register_record_batches(source.private_name,
-                                    [source.data.to_batches() or _empty_batches(source.data)])
+                                    [data.to_batches() or _empty_batches(data)])
     options = SQLOptions().with_allow_ddl(False).with_allow_dml(False) \
         .with_allow_statements(False)
     try:
@@ -143,9 +181,8 @@ def _resolve(node: exp.Table, session: Session, index: int, *, catalog: Catalog,
     if options.impersonating and table.table_type == "SHARED":
         raise InvalidOperation("EXECUTE AS USER is only supported for USER and STREAM tables")
     check_read(session, table)
-    data = visible_rows(table, store, session.user_id, now_ms, show_deleted=show_deleted,
-                        include_uncommitted=options.include_uncommitted,
-                        only_key=point_key)
+    data = snapshot_rows(table, store, session.user_id, now_ms, show_deleted=show_deleted,
+                         include_uncommitted=options.include_uncommitted, only_key=point_key)
     types = {c.name: c.type for c in table.columns}
     types[SEQ_COLUMN] = KalamType("BigInt")
     types[DELETED_COLUMN] = KalamType("Boolean")
@@ -153,30 +190,33 @@ def _resolve(node: exp.Table, session: Session, index: int, *, catalog: Catalog,
 
 
 def visible_rows(table: TableDef, store: TableStore, user_id: str, now_ms: int, *,
-                 show_deleted: bool = False, include_uncommitted: bool = False,
-                 only_key: Any = _NO_KEY) -> pa.Table:
-    """The rows of ``table`` that ``user_id`` may see, named by current column names.
+                 show_deleted: bool = False, include_uncommitted: bool = False) -> pa.Table:
+    """The rows of ``table`` that ``user_id`` may see, named by current column names."""
+    return snapshot_rows(table, store, user_id, now_ms, show_deleted=show_deleted,
+                         include_uncommitted=include_uncommitted).materialize()
+
+
+def snapshot_rows(table: TableDef, store: TableStore, user_id: str, now_ms: int, *,
+                  show_deleted: bool = False, include_uncommitted: bool = False,
+                  only_key: Any = _NO_KEY) -> RowSnapshot:
+    """What ``visible_rows`` would return, captured now and materialized later.
 
     ``only_key`` restricts the result to one primary-key value, looked up in the index
     instead of scanning (the query still applies its whole WHERE afterwards).
     """
     part = store.partition(table, user_id, create=False)
-    schema = storage_schema(table)
     if part is None:
-        tables = []
+        tables: list[pa.Table] = []
     elif only_key is not _NO_KEY and (include_uncommitted or not part.in_transaction):
         latest = part.latest(only_key)
         tables = [] if latest is None else [latest]
     else:
         tables = part.view(include_uncommitted=include_uncommitted)
-    data = pa.concat_tables(tables) if tables else schema.empty_table()
-    if not show_deleted and data.num_rows:
-        data = data.filter(pc.invert(data.column(DELETED_COLUMN)))
-    if table.table_type == "STREAM" and table.options.ttl_seconds and data.num_rows:
-        oldest_seq = (now_ms - table.options.ttl_seconds * 1000 - SEQ_EPOCH_MS) << 22
-        data = data.filter(pc.greater_equal(data.column(SEQ_COLUMN), max(oldest_seq, 0)))
-    names = [c.name for c in table.columns] + [SEQ_COLUMN, DELETED_COLUMN]
-    return data.rename_columns(names)
+    floor = None
+    if table.table_type == "STREAM" and table.options.ttl_seconds:
+        floor = max((now_ms - table.options.ttl_seconds * 1000 - SEQ_EPOCH_MS) << 22, 0)
+    names = (*(c.name for c in table.columns), SEQ_COLUMN, DELETED_COLUMN)
+    return RowSnapshot(tuple(tables), storage_schema(table), names, not show_deleted, floor)
 
 
 def _find_point_key(tree: exp.Expression, node: exp.Table, session: Session,
@@ -207,6 +247,43 @@ def _find_point_key(tree: exp.Expression, node: exp.Table, session: Session,
                     continue
                 found[id(node)] = pa.array([key], pk.type.arrow_type())[0].as_py()
                 return
+
+
+_DIRECT_BLOCKERS = ("joins", "group", "having", "distinct", "order", "offset", "windows",
+                    "qualify", "laterals", "pivots", "with", "into", "sample", "locks")
+
+
+def _direct_columns(tree: exp.Expression, source: Source) -> list[tuple[str, str]] | None:
+    """For ``SELECT <*|columns> FROM t WHERE pk = <constant> [LIMIT n>=1]`` the answer is the
+    key's latest version itself: the (output, column) pairs to return it without DataFusion;
+    None for anything else (which DataFusion then runs over the one-row input)."""
+    if not isinstance(tree, exp.Select) or source.table is None:
+        return None
+    if any(tree.args.get(arg) for arg in _DIRECT_BLOCKERS):
+        return None
+    where = tree.args.get("where")
+    if where is None or not isinstance(where.this, exp.EQ):
+        return None
+    limit = tree.args.get("limit")
+    if limit is not None and not (isinstance(limit.expression, exp.Literal)
+                                  and limit.expression.is_int and int(limit.expression.this) > 0):
+        return None
+    names = list(source.types)
+    pairs: list[tuple[str, str]] = []
+    for item in tree.expressions:
+        if isinstance(item, exp.Star):
+            pairs += [(name, name) for name in names]
+            continue
+        column = item.this if isinstance(item, exp.Alias) else item
+        if not isinstance(column, exp.Column) or not isinstance(column.this, exp.Identifier):
+            return None
+        name = column.name if column.this.quoted else column.name.lower()
+        if name not in source.types:
+            return None  # let DataFusion report the unknown column
+        pairs.append((item.alias if isinstance(item, exp.Alias) else name, name))
+    if len({out for out, _ in pairs}) != len(pairs):
+        return None
+    return pairs
 
 
 def _constant(node: exp.Expression, params: list[Any]) -> Any:

@@ -24,6 +24,7 @@ class TableStore:
         # Cold data read at start-up, attached when its partition is first used.
         self.cold: dict[PartitionKey, ColdPartition] = {}
         # (table, user) -> segment loader for that partition's directory (set by the engine).
+        self.merge_chunks_max = 32  # the engine sets hot_chunks_per_partition_max
         self.loader_factory: Callable[[TableDef, str | None], Callable[[str], pa.Table]] | \
             None = None
 
@@ -34,6 +35,7 @@ class TableStore:
         part = self.partitions.get(key)
         if part is None and (create or key in self.cold):
             part = Partition(table, key[1])
+            part.merge_chunks_max = self.merge_chunks_max
             if self.loader_factory is not None:
                 part.segment_loader = self.loader_factory(table, key[1])
             cold = self.cold.pop(key, None)

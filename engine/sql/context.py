@@ -29,6 +29,8 @@ class Ctx:
     actor: Session  # the authenticated caller
     params: list[Any]
     txn: Transaction | None = None  # the explicit transaction open in this batch
+    # Batched params (an array of arrays): one INSERT … VALUES row instantiated per inner array.
+    param_rows: list[list[Any]] | None = None
 
     @property
     def impersonating(self) -> bool:

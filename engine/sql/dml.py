@@ -10,6 +10,7 @@ writer's view (which includes the transaction's own earlier changes).
 from __future__ import annotations
 
 import decimal
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +25,11 @@ from ..ids import ulid, uuid_v7
 from ..partition import Partition, storage_schema
 from ..permissions import check_write
 from ..query import QueryOptions, run
-from ..types import coerce_value
+from ..types import VALUE_SIZE_MAX_BYTES, coerce_value
 from .context import Ctx
 from .results import StatementResult, dml_result
 from .select import prepare_for
-from .statements import Delete, Insert, Update
+from .statements import CallValue, DefaultValue, Delete, Insert, InsertValues, Param, Update
 
 if TYPE_CHECKING:
     from ..engine import Transaction
@@ -42,18 +43,23 @@ _MATCH = QueryOptions(None, None, implicit_order=False, include_uncommitted=True
 # ---- INSERT --------------------------------------------------------------------------------
 
 
-async def insert(ctx: Ctx, statement: Insert) -> StatementResult:
-    node = statement.expression
-    target, names = (node.this.this, [i.name for i in node.this.expressions]) \
-        if isinstance(node.this, exp.Schema) else (node.this, None)
-    table = _writable(ctx, target)
-    columns = _target_columns(table, names)
-    rows = await _source_rows(ctx, node.expression, len(columns))
+async def insert(ctx: Ctx, statement: Insert | InsertValues) -> StatementResult:
+    if isinstance(statement, InsertValues):
+        table = _writable_table(ctx, statement.namespace, statement.table)
+        columns = _target_columns(table, list(statement.columns) if statement.columns else None)
+        rows = _literal_rows(ctx, statement.rows, len(columns))
+    else:
+        node = statement.expression
+        target, names = (node.this.this, [i.name for i in node.this.expressions]) \
+            if isinstance(node.this, exp.Schema) else (node.this, None)
+        table = _writable(ctx, target)
+        columns = _target_columns(table, names)
+        rows = await _source_rows(ctx, node.expression, len(columns))
 
     async def step(txn: Transaction) -> StatementResult:
         part = ctx.engine.store.partition(table, ctx.session.user_id)
         assert part is not None
-        versions = _versions(ctx, table, [_row_values(ctx, table, columns, row) for row in rows])
+        versions = _insert_versions(ctx, table, columns, rows)
         _check_unique(part, table, versions)
         _apply(txn, part, table, Op.INSERT, versions)
         return dml_result(ctx.session.user_id, "insert", versions.num_rows)
@@ -61,12 +67,41 @@ async def insert(ctx: Ctx, statement: Insert) -> StatementResult:
     return await ctx.write_rows(step)
 
 
-def _writable(ctx: Ctx, node: exp.Table) -> TableDef:
-    table = ctx.table(node.db or None, node.name)
+def _literal_rows(ctx: Ctx, rows: tuple[tuple[Any, ...], ...], width: int) -> list[list[Any]]:
+    """InsertValues rows with parameters, value functions and DEFAULT resolved. With batched
+    params (an array of arrays) the single VALUES row is instantiated once per inner array."""
+    for row in rows:
+        if len(row) != width:
+            raise InvalidSql(f"INSERT has {len(row)} values for {width} columns")
+    if ctx.param_rows is not None:
+        if len(rows) != 1:
+            raise InvalidParameter("Batched params need an INSERT with exactly one VALUES row")
+        return [[_literal(ctx, item, params) for item in rows[0]] for params in ctx.param_rows]
+    return [[_literal(ctx, item, ctx.params) for item in row] for row in rows]
+
+
+def _literal(ctx: Ctx, item: Any, params: list[Any]) -> Any:
+    if isinstance(item, Param):
+        if not 1 <= item.index <= len(params):
+            raise InvalidParameter(f"Parameter ${item.index} is missing ({len(params)} given)")
+        return params[item.index - 1]
+    if isinstance(item, DefaultValue):
+        return _DEFAULT
+    if isinstance(item, CallValue):
+        return _function_value(ctx, item.name)
+    return item
+
+
+def _writable_table(ctx: Ctx, namespace: str | None, name: str) -> TableDef:
+    table = ctx.table(namespace, name)
     check_write(ctx.session, table)
     if ctx.impersonating and table.table_type == "SHARED":
         raise InvalidOperation("EXECUTE AS USER is only supported for USER and STREAM tables")
     return table
+
+
+def _writable(ctx: Ctx, node: exp.Table) -> TableDef:
+    return _writable_table(ctx, node.db or None, node.name)
 
 
 def _target_columns(table: TableDef, names: list[str] | None) -> list[ColumnDef]:
@@ -94,12 +129,22 @@ def _writable_column(table: TableDef, name: str) -> ColumnDef:
 
 async def _source_rows(ctx: Ctx, source: exp.Expression, width: int) -> list[list[Any]]:
     if isinstance(source, exp.Values):
-        rows = []
-        for row in source.expressions:
-            items = row.expressions if isinstance(row, exp.Tuple) else [row]
+        tuples = [row.expressions if isinstance(row, exp.Tuple) else [row]
+                  for row in source.expressions]
+        for items in tuples:
             if len(items) != width:
                 raise InvalidSql(f"INSERT has {len(items)} values for {width} columns")
-            rows.append([_value(ctx, item) for item in items])
+        if ctx.param_rows is not None:
+            if len(tuples) != 1:
+                raise InvalidParameter("Batched params need an INSERT with exactly one VALUES "
+                                       "row")
+            rows = [[_value(ctx, item, params) for item in tuples[0]]
+                    for params in ctx.param_rows]
+            if any(isinstance(v, exp.Expression) for row in rows for v in row):
+                raise InvalidParameter("Batched params need plain values, parameters or "
+                                       "DEFAULT in the VALUES row")
+            return rows
+        rows = [[_value(ctx, item, ctx.params) for item in items] for items in tuples]
         return await _evaluate_expressions(ctx, rows)
     if isinstance(source, exp.Query):
         prepared = prepare_for(ctx, source, _MATCH)
@@ -111,7 +156,7 @@ async def _source_rows(ctx: Ctx, source: exp.Expression, width: int) -> list[lis
     raise InvalidSql("INSERT needs VALUES or a SELECT")
 
 
-def _value(ctx: Ctx, node: exp.Expression) -> Any:
+def _value(ctx: Ctx, node: exp.Expression, params: list[Any]) -> Any:
     """A VALUES item: a literal, parameter, DEFAULT or ID function; other expressions are
     returned as-is and evaluated by DataFusion."""
     if isinstance(node, exp.Literal):
@@ -119,8 +164,7 @@ def _value(ctx: Ctx, node: exp.Expression) -> Any:
             return node.this
         return int(node.this) if node.is_int else decimal.Decimal(node.this)
     if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
-        value = _value(ctx, node.this)
-        return -value
+        return -_value(ctx, node.this, params)
     if isinstance(node, exp.Null):
         return None
     if isinstance(node, exp.Boolean):
@@ -128,7 +172,7 @@ def _value(ctx: Ctx, node: exp.Expression) -> Any:
     if isinstance(node, exp.Var) and node.name.upper() == "DEFAULT":
         return _DEFAULT
     if isinstance(node, exp.Parameter | exp.Placeholder):
-        return _parameter(ctx, node)
+        return _parameter(node, params)
     if isinstance(node, exp.CurrentTimestamp):
         return _function_value(ctx, "NOW")
     if isinstance(node, exp.Anonymous):
@@ -139,14 +183,14 @@ def _value(ctx: Ctx, node: exp.Expression) -> Any:
     return node
 
 
-def _parameter(ctx: Ctx, node: exp.Expression) -> Any:
+def _parameter(node: exp.Expression, params: list[Any]) -> Any:
     text = node.this.this if isinstance(node.this, exp.Literal) else str(node.this)
     if not str(text).isdigit():
         raise InvalidParameter(f"Unsupported parameter placeholder {node.sql()}")
     index = int(text)
-    if not 1 <= index <= len(ctx.params):
-        raise InvalidParameter(f"Parameter ${index} is missing ({len(ctx.params)} given)")
-    return ctx.params[index - 1]
+    if not 1 <= index <= len(params):
+        raise InvalidParameter(f"Parameter ${index} is missing ({len(params)} given)")
+    return params[index - 1]
 
 
 def _function_value(ctx: Ctx, name: str) -> Any:
@@ -178,17 +222,54 @@ async def _evaluate_expressions(ctx: Ctx, rows: list[list[Any]]) -> list[list[An
     return rows
 
 
-def _row_values(ctx: Ctx, table: TableDef, columns: list[ColumnDef], row: list[Any]
-                ) -> list[Any]:
-    """One full row in table column order: given values, else defaults; coerced and checked."""
-    given = dict(zip([c.id for c in columns], row, strict=True))
-    values = []
+def _insert_versions(ctx: Ctx, table: TableDef, columns: list[ColumnDef],
+                     rows: list[list[Any]]) -> pa.Table:
+    """The new versions, built column by column: given values, else defaults; coerced and
+    checked (a fast vectorised path for the common types, ``coerce_value`` otherwise)."""
+    position = {column.id: i for i, column in enumerate(columns)}
+    arrays = []
     for column in table.columns:
-        value = given.get(column.id, _DEFAULT)
-        if value is _DEFAULT:
-            value = _default(ctx, column)
-        values.append(_checked(column, value))
-    return values
+        i = position.get(column.id)
+        values = [_DEFAULT] * len(rows) if i is None else [row[i] for row in rows]
+        values = [_default(ctx, column) if v is _DEFAULT else v for v in values]
+        arrays.append(_column_array(column, values))
+    arrays.append(pa.array([ctx.engine.seq_ids.next() for _ in rows], pa.int64()))
+    arrays.append(pa.array([False] * len(rows), pa.bool_()))
+    return pa.Table.from_arrays(arrays, schema=storage_schema(table))
+
+
+# Column kinds whose plain Python values pyarrow converts exactly as coerce_value would; any
+# other value (or a conversion error) takes the per-value path, which owns the messages.
+_FAST_KINDS: dict[str, tuple[type, ...]] = {
+    "BigInt": (int,), "Int": (int,), "SmallInt": (int,), "Text": (str,),
+    "Double": (int, float), "Float": (int, float), "Boolean": (bool,),
+}
+_FAST_TEXT_CHARS_MAX = VALUE_SIZE_MAX_BYTES // 4  # UTF-8 is at most 4 bytes a character
+
+
+def _column_array(column: ColumnDef, values: list[Any]) -> pa.Array:
+    allowed = _FAST_KINDS.get(column.type.kind)
+    if allowed is not None and _fast_ok(column, values, allowed):
+        try:
+            return pa.array(values, type=column.type.arrow_type())
+        except (pa.ArrowException, OverflowError, UnicodeError):
+            pass
+    return pa.array([_checked(column, v) for v in values], type=column.type.arrow_type())
+
+
+def _fast_ok(column: ColumnDef, values: list[Any], allowed: tuple[type, ...]) -> bool:
+    nullable = column.nullable and not column.primary_key
+    for value in values:
+        kind = type(value)
+        if value is None:
+            if not nullable:
+                return False
+            continue
+        unusual = (kind not in allowed or (kind is float and not math.isfinite(value))
+                   or (kind is str and len(value) > _FAST_TEXT_CHARS_MAX))
+        if unusual:
+            return False
+    return True
 
 
 def _default(ctx: Ctx, column: ColumnDef) -> Any:

@@ -30,6 +30,8 @@ from .split import split_statements, unwrap_execute_as
 from .statements import (
     BeginTransaction,
     CommitTransaction,
+    Insert,
+    InsertValues,
     RollbackTransaction,
     Statement,
     UseNamespace,
@@ -57,10 +59,12 @@ async def execute_batch(engine: Engine, session: Session, sql: str, params: list
     if not texts:
         raise EmptySql("No SQL statements provided")
     planned = [_plan(i + 1, text, session) for i, text in enumerate(texts)]
-    _check_params(params, engine)
+    param_rows = _batched_params(params, planned, engine)
+    if param_rows is None:
+        _check_params(params, engine)
     if params and len(planned) > 1:
         raise ParamsWithBatch("Parameters are not supported with multiple statements")
-    results = await _run(engine, session, planned, params)
+    results = await _run(engine, session, planned, [] if param_rows else params, param_rows)
     if len(planned) == 1:
         return results
     return sum_dml(results, session.user_id)
@@ -75,6 +79,23 @@ def _plan(index: int, text: str, session: Session) -> Planned:
         _locate(exc, index, text)
         raise
     return Planned(index, text, statement, target)
+
+
+def _batched_params(params: list[Any], planned: list[Planned], engine: Engine
+                    ) -> list[list[Any]] | None:
+    """``params`` as an array of arrays: a single INSERT … VALUES executed once per inner
+    array, all rows in one transaction (one WAL event). None when params are plain."""
+    if not params or not all(isinstance(row, list) for row in params):
+        return None  # plain params: a nested array among them is reported as invalid
+    if len(planned) != 1 or not isinstance(planned[0].statement, Insert | InsertValues):
+        raise InvalidParameter("Batched params (an array of arrays) are only supported for a "
+                               "single INSERT … VALUES statement")
+    if len(params) > engine.config.param_rows_max:
+        raise InvalidParameter(f"Too many parameter rows: {len(params)} (maximum "
+                               f"{engine.config.param_rows_max})")
+    for row in params:
+        _check_params(row, engine)
+    return params
 
 
 def _check_params(params: list[Any], engine: Engine) -> None:
@@ -93,15 +114,16 @@ def _check_params(params: list[Any], engine: Engine) -> None:
                                    f"{config.param_value_max_bytes} bytes")
 
 
-async def _run(engine: Engine, session: Session, planned: list[Planned], params: list[Any]
-               ) -> list[StatementResult]:
+async def _run(engine: Engine, session: Session, planned: list[Planned], params: list[Any],
+               param_rows: list[list[Any]] | None) -> list[StatementResult]:
     results: list[StatementResult] = []
     current = session
     batch = _BatchTransaction(engine)
     try:
         for item in planned:
             try:
-                ctx = Ctx(engine, _effective(engine, current, item), current, params, batch.txn)
+                ctx = Ctx(engine, _effective(engine, current, item), current, params, batch.txn,
+                          param_rows)
                 result = await _statement(ctx, item.statement, batch)
             except EngineError as exc:
                 _locate(exc, item.index, item.text)

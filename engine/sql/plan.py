@@ -91,6 +91,7 @@ def _not_yet(feature: str) -> Handler:
 HANDLERS: dict[type, Handler] = {
     s.Query: select.query,
     s.Insert: dml.insert,
+    s.InsertValues: dml.insert,
     s.Update: dml.update,
     s.Delete: dml.delete,
     s.CreateNamespace: ddl_namespace.create_namespace,

@@ -83,6 +83,36 @@ class Insert(Statement):
     expression: exp.Insert
 
 
+@dataclass(frozen=True)
+class Param:
+    """``$n`` in an InsertValues row (1-based)."""
+    index: int
+
+
+@dataclass(frozen=True)
+class DefaultValue:
+    """The DEFAULT keyword in an InsertValues row."""
+
+
+@dataclass(frozen=True)
+class CallValue:
+    """An argument-less value function in an InsertValues row: NOW (also CURRENT_TIMESTAMP),
+    SNOWFLAKE_ID, UUID_V7, ULID, KDB_CURRENT_USER (CURRENT_USER…), KDB_CURRENT_ROLE."""
+    name: str
+
+
+@dataclass(frozen=True, repr=False)
+class InsertValues(Statement):
+    """The fast path for ``INSERT INTO [ns.]t [(cols)] VALUES (…), …`` whose every item is a
+    literal (str, int, decimal.Decimal for other numbers, bool, None), a ``Param``,
+    ``DefaultValue`` or ``CallValue`` — parsed from our own tokens, without sqlglot. Anything
+    else (expressions, SELECT, ON CONFLICT, RETURNING) goes through ``Insert``."""
+    namespace: str | None
+    table: str
+    columns: tuple[str, ...] | None
+    rows: tuple[tuple[Any, ...], ...]
+
+
 @dataclass(frozen=True, repr=False)
 class Update(Statement):
     """UPDATE; a missing WHERE is the executor's to reject (with the exact message)."""

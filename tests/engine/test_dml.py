@@ -243,3 +243,73 @@ async def test_restart__rows_and_catalog_survive_replay(tmp_path: Path) -> None:
         assert await rows(engine, ALICE, "SELECT body FROM app.notes") == [["n"]]
         with pytest.raises(AlreadyExists):
             await sql(engine, ROOT, "INSERT INTO app.items (id, title) VALUES (2, 'x')")
+
+
+async def test_select__pk_point_lookup__same_answers_as_a_scan(tmp_path: Path) -> None:
+    # Point lookups are answered from the key index (and without DataFusion for plain
+    # projections); every shape must agree with what a scan would return.
+    async with engine_at(tmp_path) as engine:
+        await setup(engine)
+        await sql(engine, ROOT, "INSERT INTO app.items (id, title) VALUES (1, 'a'), (2, 'b')")
+        await sql(engine, ROOT, "DELETE FROM app.items WHERE id = 2")
+        cases = {
+            "SELECT id, title FROM app.items WHERE id = 1": [["1", "a"]],
+            "SELECT title AS t FROM app.items WHERE id = $1": [["a"]],
+            "SELECT * FROM app.items WHERE 1 = id": None,
+            "SELECT title FROM app.items WHERE id = 2": [],
+            "SELECT id, _deleted FROM app.items WHERE id = 2 AND _deleted = true": [["2", True]],
+            "SELECT upper(title) FROM app.items WHERE id = 1": [["A"]],
+            "SELECT title FROM app.items WHERE id = 1 AND title = 'zzz'": [],
+            "SELECT title FROM app.items WHERE id = '1'": [["a"]],
+            "SELECT title FROM app.items WHERE id = 3": [],
+        }
+        for query, expected in cases.items():
+            got = await rows(engine, ROOT, query, [1] if "$1" in query else None)
+            scan = await rows(engine, ROOT, query.replace("WHERE", "WHERE id + 0 = id AND"),
+                              [1] if "$1" in query else None)
+            assert got == scan, query
+            if expected is not None:
+                assert got == expected, query
+        (result,) = await sql(engine, ROOT, "SELECT id, title FROM app.items WHERE id = 1")
+        assert [f["name"] for f in result["schema"]] == ["id", "title"]
+        assert result["schema"][0]["flags"] == ["pk", "nn", "uq"]
+
+
+async def test_params__array_of_arrays__one_insert_per_row_one_event(tmp_path: Path) -> None:
+    # Batched params: the single VALUES row runs once per inner array, atomically.
+    async with engine_at(tmp_path) as engine:
+        await setup(engine)
+        before = engine.wal.committed_lsn
+        (result,) = await sql(engine, ROOT, "INSERT INTO app.items (id, title) VALUES ($1, $2)",
+                              [[i, f"t{i}"] for i in range(500)])
+        assert result["message"] == "Inserted 500 row(s)"
+        assert engine.wal.committed_lsn == before + 1
+        assert await rows(engine, ROOT, "SELECT count(*) FROM app.items") == [["500"]]
+        with pytest.raises(AlreadyExists, match="value '7'"):
+            await sql(engine, ROOT, "INSERT INTO app.items (id, title) VALUES ($1, $2)",
+                      [[1000, "new"], [7, "dup"]])
+        assert await rows(engine, ROOT, "SELECT count(*) FROM app.items") == [["500"]]
+        with pytest.raises(InvalidParameter, match="only supported for a single INSERT"):
+            await sql(engine, ROOT, "SELECT $1", [[1], [2]])
+        with pytest.raises(InvalidParameter, match=r"Parameter \$1 invalid"):
+            await sql(engine, ROOT, "INSERT INTO app.items (id, title) VALUES ($1, $2)",
+                      [[1, "a"], 2])
+        with pytest.raises(InvalidValue, match="title"):
+            await sql(engine, ROOT, "INSERT INTO app.items (id, title) VALUES ($1, $2)",
+                      [[2000, "ok"], [2001, None]])
+        assert engine.wal.committed_lsn == before + 1
+
+
+async def test_insert__fast_column_path__same_coercions_and_errors(tmp_path: Path) -> None:
+    # Vectorised columns must behave exactly like per-value coercion, errors included.
+    async with engine_at(tmp_path) as engine:
+        await sql(engine, ROOT, "CREATE NAMESPACE app; CREATE SHARED TABLE app.n "
+                  "(id INT PRIMARY KEY, small SMALLINT, d DOUBLE, flag BOOLEAN, s TEXT)")
+        await sql(engine, ROOT, "INSERT INTO app.n (id, small, d, flag, s) VALUES "
+                  "(1, 2, 1.5, true, 'x'), ('2', '3', 2, 'false', 42)")
+        assert await rows(engine, ROOT, "SELECT id, small, d, flag, s FROM app.n") == [
+            [1, 2, 1.5, True, "x"], [2, 3, 2.0, False, "42"]]
+        with pytest.raises(InvalidValue, match="small"):
+            await sql(engine, ROOT, "INSERT INTO app.n (id, small) VALUES (3, 40000)")
+        with pytest.raises(InvalidValue, match="id"):
+            await sql(engine, ROOT, "INSERT INTO app.n (id) VALUES (3000000000)")
