@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ./data
 
-.PHONY: install run test test-slow fuzz bench lint clean
+.PHONY: install run test test-slow fuzz bench bench-engine lint clean
 
 # Creates or updates .venv with the pinned dependencies (re-runs when pyproject.toml changes).
 install: $(STAMP)
@@ -35,6 +35,10 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.wal_group_commit
+
+# SQL through the engine next to SQLite (~4 minutes; --quick for a smoke run).
+bench-engine: $(STAMP)
+	$(PY) -m bench.engine_sql
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wal engine api tools tests fuzz bench
