@@ -99,8 +99,14 @@ class QueryOptions:
 
 def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalog: Catalog,
             store: TableStore, system_tables: dict[str, SystemTableFn], now_ms: int,
-            options: QueryOptions) -> PreparedQuery:
-    """Resolves, checks and rewrites a query. Raises TableNotFound/PermissionDenied/InvalidSql."""
+            options: QueryOptions,
+            id_functions: dict[str, Callable[[], Any]] | None = None) -> PreparedQuery:
+    """Resolves, checks and rewrites a query. Raises TableNotFound/PermissionDenied/InvalidSql.
+
+    ``NOW()``/``CURRENT_TIMESTAMP`` become the engine clock's ``now_ms`` (one value per
+    statement, as in PostgreSQL); each call of a function in ``id_functions``
+    (``SNOWFLAKE_ID``, ``UUID_V7``, ``ULID``) becomes one value generated here, on the trio
+    thread (one per occurrence, not per row)."""
     tree = tree.copy()
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     mentions_deleted = options.show_deleted
@@ -126,7 +132,7 @@ def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalo
         node.replace(exp.Table(this=exp.to_identifier(source.private_name),
                                alias=exp.TableAlias(this=exp.to_identifier(alias))))
     direct = _direct_columns(tree, sources[0]) if point_keys and len(sources) == 1 else None
-    _bind_context_functions(tree, session)
+    _bind_context_functions(tree, session, now_ms, id_functions or {})
     if len(sources) == 1 and options.implicit_order:
         _add_implicit_order(tree, sources[0])
     if options.default_limit is not None and options.max_limit is not None:
@@ -295,12 +301,20 @@ def _constant(node: exp.Expression, params: list[Any]) -> Any:
     return _NO_KEY
 
 
-def _bind_context_functions(tree: exp.Expression, session: Session) -> None:
+def _bind_context_functions(tree: exp.Expression, session: Session, now_ms: int,
+                            id_functions: dict[str, Callable[[], Any]]) -> None:
     values = {"KDB_CURRENT_USER": session.user_id, "KDB_CURRENT_ROLE": session.role}
     for func in list(tree.find_all(exp.Anonymous)):
-        value = values.get(str(func.this).upper())
+        name = str(func.this).upper()
+        value = values.get(name)
         if value is not None:
             func.replace(exp.Literal.string(value))
+        elif name in id_functions and not func.expressions:
+            generated = id_functions[name]()
+            func.replace(exp.Literal.number(generated) if isinstance(generated, int)
+                         else exp.Literal.string(generated))
+    for node in list(tree.find_all(exp.CurrentTimestamp)):
+        node.replace(exp.func("to_timestamp_micros", exp.Literal.number(now_ms * 1000)))
 
 
 def _add_implicit_order(tree: exp.Expression, source: Source) -> None:

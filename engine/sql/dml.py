@@ -18,10 +18,17 @@ import pyarrow as pa
 import trio
 from sqlglot import exp
 
-from ..catalog import DELETED_COLUMN, SEQ_COLUMN, ColumnDef, TableDef
-from ..errors import AlreadyExists, InvalidOperation, InvalidParameter, InvalidSql, InvalidValue
+from ..catalog import DELETED_COLUMN, SEQ_COLUMN, SYSTEM_NAMESPACE, ColumnDef, TableDef
+from ..errors import (
+    AlreadyExists,
+    InvalidOperation,
+    InvalidParameter,
+    InvalidSql,
+    InvalidValue,
+    PermissionDenied,
+)
 from ..events import Op, RowChange
-from ..ids import ulid, uuid_v7
+from ..ids import SEQ_EPOCH_MS, ulid, uuid_v7
 from ..partition import Partition, storage_schema
 from ..permissions import check_write
 from ..query import QueryOptions, run
@@ -60,7 +67,7 @@ async def insert(ctx: Ctx, statement: Insert | InsertValues) -> StatementResult:
         part = ctx.engine.store.partition(table, ctx.session.user_id)
         assert part is not None
         versions = _insert_versions(ctx, table, columns, rows)
-        _check_unique(part, table, versions)
+        _check_unique(part, table, versions, ctx.now_ms())
         _apply(txn, part, table, Op.INSERT, versions)
         return dml_result(ctx.session.user_id, "insert", versions.num_rows)
 
@@ -93,10 +100,12 @@ def _literal(ctx: Ctx, item: Any, params: list[Any]) -> Any:
 
 
 def _writable_table(ctx: Ctx, namespace: str | None, name: str) -> TableDef:
+    if ctx.namespace_of(namespace) == SYSTEM_NAMESPACE:  # not in the catalog: views
+        raise PermissionDenied("System tables are read-only")
     table = ctx.table(namespace, name)
-    check_write(ctx.session, table)
-    if ctx.impersonating and table.table_type == "SHARED":
+    if ctx.impersonating and table.table_type == "SHARED":  # §2.7: 400, before the role check
         raise InvalidOperation("EXECUTE AS USER is only supported for USER and STREAM tables")
+    check_write(ctx.session, table)
     return table
 
 
@@ -148,7 +157,7 @@ async def _source_rows(ctx: Ctx, source: exp.Expression, width: int) -> list[lis
         return await _evaluate_expressions(ctx, rows)
     if isinstance(source, exp.Query):
         prepared = prepare_for(ctx, source, _MATCH)
-        result = await trio.to_thread.run_sync(run, prepared)
+        result = await trio.to_thread.run_sync(_run_micros, prepared)
         if result.num_columns != width:
             raise InvalidSql(f"INSERT … SELECT returns {result.num_columns} columns for "
                              f"{width} target columns")
@@ -216,7 +225,7 @@ async def _evaluate_expressions(ctx: Ctx, rows: list[list[Any]]) -> list[list[An
         return rows
     select = exp.select(*[rows[r][c].as_(f"v{i}") for i, (r, c) in enumerate(pending)])
     prepared = prepare_for(ctx, select, _MATCH)
-    result = (await trio.to_thread.run_sync(run, prepared)).to_pylist()[0]
+    result = (await trio.to_thread.run_sync(_run_micros, prepared)).to_pylist()[0]
     for i, (r, c) in enumerate(pending):
         rows[r][c] = result[f"v{i}"]
     return rows
@@ -298,16 +307,26 @@ def _versions(ctx: Ctx, table: TableDef, rows: list[list[Any]], *, deleted: bool
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _check_unique(part: Partition, table: TableDef, versions: pa.Table) -> None:
+def _check_unique(part: Partition, table: TableDef, versions: pa.Table, now_ms: int) -> None:
     pk = table.pk
     if pk is None:
         return
     seen: set[Any] = set()
     for key in versions.column(pk.storage_name).to_pylist():
-        if key in seen or part.is_live_key(key):
+        if key in seen or (part.is_live_key(key) and not _expired(part, table, key, now_ms)):
             raise AlreadyExists(f"Primary key violation: value '{_show(key)}' already exists "
                                 f"in column '{pk.name}'")
         seen.add(key)
+
+
+def _expired(part: Partition, table: TableDef, key: Any, now_ms: int) -> bool:
+    """A STREAM row older than TTL_SECONDS: no query sees it, so it holds no key (§3.9)."""
+    if table.table_type != "STREAM" or not table.options.ttl_seconds:
+        return False
+    latest = part.latest(key)
+    assert latest is not None
+    floor = (now_ms - table.options.ttl_seconds * 1000 - SEQ_EPOCH_MS) << 22
+    return latest.column(SEQ_COLUMN)[0].as_py() < floor
 
 
 def _show(key: Any) -> str:
@@ -399,9 +418,23 @@ async def delete(ctx: Ctx, statement: Delete) -> StatementResult:
     return await ctx.write_rows(step)
 
 
+def _run_micros(prepared) -> pa.Table:
+    """``run`` with nanosecond timestamps and times (what DataFusion computes) truncated to
+    the microseconds storage holds; ``to_pylist()`` cannot convert a value that is not a
+    whole number of microseconds."""
+    table = run(prepared)
+    for i, f in enumerate(table.schema):
+        if (pa.types.is_timestamp(f.type) or pa.types.is_time64(f.type)) and f.type.unit == "ns":
+            target = (pa.timestamp("us", f.type.tz) if pa.types.is_timestamp(f.type)
+                      else pa.time64("us"))
+            table = table.set_column(i, pa.field(f.name, target),
+                                     table.column(i).cast(target, safe=False))
+    return table
+
+
 async def _match(ctx: Ctx, select: exp.Select, target: exp.Table, where: exp.Where
                  ) -> pa.Table:
     """The current rows of ``target`` matching ``where`` (plus any extra select columns)."""
     select = select.from_(target.copy()).where(where.this.copy())
     prepared = prepare_for(ctx, select, _MATCH)
-    return await trio.to_thread.run_sync(run, prepared)
+    return await trio.to_thread.run_sync(_run_micros, prepared)

@@ -52,7 +52,10 @@ class Planned:
 async def execute_batch(engine: Engine, session: Session, sql: str, params: list[Any]
                         ) -> list[StatementResult]:
     limit = engine.config.sql_text_max_bytes
-    size = len(sql.encode())
+    try:
+        size = len(sql.encode())
+    except UnicodeEncodeError:  # a lone UTF-16 surrogate, e.g. "\ud800" in the JSON body
+        raise InvalidSql("SQL text is not valid Unicode (it holds a lone surrogate)") from None
     if size > limit:
         raise InvalidSql(f"SQL query too long: {size} bytes (maximum {limit} bytes)")
     texts = split_statements(sql)
@@ -76,7 +79,7 @@ def _plan(index: int, text: str, session: Session) -> Planned:
         statement = classify(inner)
         preflight(statement, session if target is None else session.impersonating(target))
     except EngineError as exc:
-        _locate(exc, index, text)
+        _locate(exc, index, text, phase="classify")
         raise
     return Planned(index, text, statement, target)
 
@@ -109,9 +112,18 @@ def _check_params(params: list[Any], engine: Engine) -> None:
                                    f"string values are allowed")
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidParameter(f"Parameter ${k} invalid: not a finite number")
-        if isinstance(value, str) and len(value.encode()) > config.param_value_max_bytes:
-            raise InvalidParameter(f"Parameter ${k} invalid: larger than "
-                                   f"{config.param_value_max_bytes} bytes")
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                not -(2**63) <= value < 2**63:
+            raise InvalidParameter(f"Parameter ${k} invalid: integer out of the 64-bit range")
+        if isinstance(value, str):
+            try:
+                size = len(value.encode())
+            except UnicodeEncodeError:
+                raise InvalidParameter(f"Parameter ${k} invalid: not valid Unicode (a lone "
+                                       f"surrogate)") from None
+            if size > config.param_value_max_bytes:
+                raise InvalidParameter(f"Parameter ${k} invalid: larger than "
+                                       f"{config.param_value_max_bytes} bytes")
 
 
 async def _run(engine: Engine, session: Session, planned: list[Planned], params: list[Any],
@@ -126,7 +138,7 @@ async def _run(engine: Engine, session: Session, planned: list[Planned], params:
                           param_rows)
                 result = await _statement(ctx, item.statement, batch)
             except EngineError as exc:
-                _locate(exc, item.index, item.text)
+                _locate(exc, item.index, item.text, phase="execute")
                 raise
             if isinstance(item.statement, UseNamespace):
                 current = current.with_namespace(item.statement.name)
@@ -200,12 +212,14 @@ class _BatchTransaction:
             self.engine.write_lock.release()
 
 
-def _locate(exc: EngineError, index: int, text: str) -> None:
-    """Records which statement failed (the API prefixes ``Statement <n> failed:`` and shows
-    the text to admins only)."""
+def _locate(exc: EngineError, index: int, text: str, *, phase: str) -> None:
+    """Records which statement failed and in which phase ("classify": before anything ran;
+    "execute": a runtime failure, which the API prefixes with ``Statement <n> failed:``); the
+    text is shown to admins only."""
     if getattr(exc, "statement_index", None) is None:
         exc.statement_index = index  # type: ignore[attr-defined]
         exc.statement_sql = text  # type: ignore[attr-defined]
+        exc.phase = phase  # type: ignore[attr-defined]
 
 
 

@@ -36,6 +36,8 @@ OPTION_WORDS = frozenset({
 })
 UNSUPPORTED_OPTIONS = ("UNIQUE", "REFERENCES", "CHECK", "COLLATE", "CONSTRAINT")
 SERIAL_TYPES = frozenset({"SERIAL", "BIGSERIAL", "SMALLSERIAL"})
+# Types whose parameters are values or nested types, not lengths: all are stored as TEXT.
+CONTAINER_TYPES = frozenset({"ENUM", "SET", "STRUCT", "ARRAY"})
 # Recognised DEFAULT functions (§3.3): spelling -> canonical name (CURRENT_TIMESTAMP is NOW);
 # and the forms that may be written without parentheses.
 DEFAULT_FUNCTIONS = {
@@ -103,6 +105,8 @@ def parse_type(cur: Cursor, column: str) -> str:
             break
         cur.index += 1
         word = token.upper
+        if not words and word in CONTAINER_TYPES and (cur.looking_at("(") or cur.looking_at("<")):
+            return word + _container_parameters(cur, column)  # stored as TEXT (§3.5)
         if cur.looking_at("("):
             word += _type_parameters(cur, column)
         words.append(word)
@@ -111,6 +115,23 @@ def parse_type(cur: Cursor, column: str) -> str:
     if cur.accept("[", "]"):
         words[-1] += "[]"
     return " ".join(words)
+
+
+def _container_parameters(cur: Cursor, column: str) -> str:
+    """The balanced ``(...)`` or ``<...>`` after ENUM/SET/STRUCT/ARRAY, kept verbatim."""
+    opening = cur.peek()
+    assert opening is not None
+    closing = {"(": ")", "<": ">"}[opening.value]
+    depth = 0
+    while (token := cur.peek()) is not None:
+        cur.index += 1
+        if token.kind is TokenKind.PUNCT and token.value == opening.value:
+            depth += 1
+        elif token.kind is TokenKind.PUNCT and token.value == closing:
+            depth -= 1
+            if depth == 0:
+                return cur.sql[opening.start:token.end]
+    raise cur.error(f"Unbalanced type parameters for column '{column}'")
 
 
 def _type_parameters(cur: Cursor, column: str) -> str:

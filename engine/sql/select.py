@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
@@ -10,6 +11,7 @@ import pyarrow as pa
 import trio
 
 from ..errors import InvalidOperation
+from ..ids import ulid, uuid_v7
 from ..query import PreparedQuery, QueryOptions, prepare, run
 from ..types import KalamType, type_from_arrow
 from .context import Ctx
@@ -26,9 +28,14 @@ def prepare_for(ctx: Ctx, tree: exp.Expression, options: QueryOptions) -> Prepar
 
     engine = ctx.engine
     system = {name: partial(build, engine) for name, build in SYSTEM_TABLES.items()}
+    clock = engine.clock.now_ms
+    id_functions = {"SNOWFLAKE_ID": engine.sql_ids.next,
+                    "UUID_V7": lambda: uuid_v7(clock, os.urandom),
+                    "ULID": lambda: ulid(clock, os.urandom)}
     return prepare(tree, ctx.session, ctx.params, catalog=engine.catalog, store=engine.store,
                    system_tables=system, now_ms=ctx.now_ms(),
-                   options=replace(options, impersonating=ctx.impersonating))
+                   options=replace(options, impersonating=ctx.impersonating),
+                   id_functions=id_functions)
 
 
 async def query(ctx: Ctx, statement: Query) -> StatementResult:
