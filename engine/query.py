@@ -355,7 +355,7 @@ def _flags(source: Source, name: str) -> list[str]:
         return []
     column = source.table.column(name)
     if column is None:
-        return ["nn"] if name in (SEQ_COLUMN, DELETED_COLUMN) else []
+        return []  # _seq and _deleted carry no flags (PROTOCOL §1.3 wire example)
     flags = []
     if column.primary_key:
         flags += ["pk", "nn", "uq"]

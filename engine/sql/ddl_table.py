@@ -13,9 +13,10 @@ Choices where the protocol is silent:
   names keep the case they were written in.
 - The "own namespace" rule of §3.3 (a user/service caller creating in a namespace named
   after its user id gets a USER table) applies only when no type was given.
-- ``AUTO_INCREMENT``/``SERIAL`` columns get ``DEFAULT SNOWFLAKE_ID()`` and must be BIGINT
-  (a Snowflake id does not fit a smaller integer); SERIAL/SMALLSERIAL are refused with a
-  hint to use BIGSERIAL.
+- ``AUTO_INCREMENT``/``IDENTITY``/``SERIAL``/``BIGSERIAL``/``SMALLSERIAL`` columns get
+  ``DEFAULT SNOWFLAKE_ID()`` (PROTOCOL §3.3); a Snowflake id needs 64 bits, so an integer
+  column declared smaller is widened to BIGINT (DESCRIBE shows it). Non-integer types are
+  refused.
 - Function defaults must suit the column type (``FUNCTION_DEFAULT_KINDS``); literal defaults
   must coerce to it and are stored as written (``{"value": <JSON value>}``).
 - SHARED tables always store their access level (``PRIVATE`` when not given); USER and
@@ -170,6 +171,8 @@ def stored_default(name: str, kind: KalamType, default: s.ColumnDefault | None,
 def build_column(spec: s.ColumnDef, column_id: int) -> ColumnDef:
     """A catalog column from its parsed definition (type, default, key rules checked)."""
     kind = parse_type(spec.type_text)
+    if spec.auto_id and kind.kind in ("SmallInt", "Int"):
+        kind = KalamType("BigInt")  # SNOWFLAKE_ID() values need 64 bits
     if spec.primary_key and kind.kind in NON_KEY_KINDS:
         raise InvalidOperation(f"Column '{spec.name}' of type {kind.sql()} cannot be a "
                                "PRIMARY KEY")

@@ -129,6 +129,7 @@ def _check_params(params: list[Any], engine: Engine) -> None:
 async def _run(engine: Engine, session: Session, planned: list[Planned], params: list[Any],
                param_rows: list[list[Any]] | None) -> list[StatementResult]:
     results: list[StatementResult] = []
+    transaction_start = 0
     current = session
     batch = _BatchTransaction(engine)
     try:
@@ -142,6 +143,12 @@ async def _run(engine: Engine, session: Session, planned: list[Planned], params:
                 raise
             if isinstance(item.statement, UseNamespace):
                 current = current.with_namespace(item.statement.name)
+            if isinstance(item.statement, BeginTransaction):
+                transaction_start = len(results)
+            elif isinstance(item.statement, RollbackTransaction):
+                # Rolled-back writes are not counted in the batch's DML sums.
+                results[transaction_start:] = [r for r in results[transaction_start:]
+                                               if r.dml is None]
             if result is not None:
                 results.append(result)
         if batch.txn is not None:

@@ -180,7 +180,7 @@ async def test_create_table__preconditions_and_messages(tmp_path: Path) -> None:
      "USE_USER_STORAGE is only valid for USER"),
     ("CREATE TABLE app.t (id INT PRIMARY KEY) WITH (DELETED_RETENTION_HOURS = -1)",
      InvalidOperation, "DELETED_RETENTION_HOURS must be an integer"),
-    ("CREATE TABLE app.t (id SERIAL PRIMARY KEY)", InvalidOperation, "need type BIGINT"),
+    ("CREATE TABLE app.t (id TEXT AUTO_INCREMENT PRIMARY KEY)", InvalidOperation, "need type BIGINT"),
     ("CREATE TABLE app.t (id INT PRIMARY KEY, n INT DEFAULT 'abc')", InvalidValue,
      "Invalid value for column 'n'"),
     ("CREATE TABLE app.t (id INT PRIMARY KEY, at TEXT DEFAULT NOW())", InvalidOperation,
