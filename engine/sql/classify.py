@@ -10,6 +10,10 @@ subclassed (STYLE rule 4: it would break the compiled ``sqlglot[c]`` build).
 A statement no entry matches is refused: "Unsupported statement type: ..." when sqlglot
 recognises it as some other statement, a parse error otherwise.
 
+Before the table: a plain ``INSERT ... VALUES`` (literals, ``$n``, DEFAULT, value functions)
+is read by ``insert_values.py`` into ``InsertValues`` without tokens or sqlglot; and results
+are cached by text (``STATEMENT_CACHE``, ``statement_cache.py``).
+
 Role checks are not made here: the executor makes them, with the messages of §2.7.
 """
 
@@ -20,7 +24,8 @@ from functools import partial
 
 from engine.errors import InvalidSql
 from engine.sql.cursor import Cursor, located_error
-from engine.sql.lexer import LexError, TokenKind, tokenize
+from engine.sql.insert_values import parse_insert_values
+from engine.sql.lexer import LexError, Token, TokenKind, tokenize
 from engine.sql.parse_admin import (
     parse_alter_namespace,
     parse_alter_storage,
@@ -81,31 +86,60 @@ from engine.sql.parse_topic import (
     parse_kill_live_query,
     parse_subscribe,
 )
+from engine.sql.statement_cache import StatementCache
 from engine.sql.statements import Delete, Explain, Insert, Query, Statement, Update
 
+# Classified statements by text (see ``statement_cache.py`` for what is kept).
+STATEMENT_CACHE = StatementCache()
 
-def classify(statement: str) -> Statement:
+
+def classify(statement: str, tokens: list[Token] | None = None) -> Statement:
     """Classify and parse one statement (already split and unwrapped).
 
     Args:
         statement: one SQL statement; trailing semicolons are ignored.
+        tokens: ``tokenize(statement)`` if the caller has it (``split.split_with_tokens``),
+            so the text is not scanned again; None to scan here when needed. The list is
+            not modified.
 
     Returns:
-        A frozen dataclass from ``statements.py``.
+        A frozen dataclass from ``statements.py``. A plain ``INSERT ... VALUES`` comes back
+        as ``InsertValues`` (``insert_values.py``, no sqlglot); queries and other DML hold
+        sqlglot trees that callers must copy before changing. Results of the hot kinds are
+        cached by text (``STATEMENT_CACHE``), so the same text may return the same object.
 
     Raises:
         InvalidSql: (``at_classify=True``) the statement is empty, holds several statements,
             cannot be scanned or parsed, breaks a naming rule, or is of an unsupported type.
             ``parse_errors`` locates the problem (sqlglot's shape) where there is a location.
+            Also (``at_classify=False``) an INSERT whose VALUES rows have the wrong lengths.
     """
-    try:
-        tokens = tokenize(statement)
-    except LexError as exc:
-        raise located_error(statement, exc.message, exc.position, exc.position + 1) from exc
-    while tokens and tokens[-1].upper == ";":
-        tokens.pop()
-    if not tokens:
+    cached = STATEMENT_CACHE.get(statement)
+    if cached is not None:
+        return cached
+    result = _classify(statement, tokens, fast_insert=True)
+    STATEMENT_CACHE.put(statement, result)
+    return result
+
+
+def _classify(statement: str, tokens: list[Token] | None, *, fast_insert: bool) -> Statement:
+    if fast_insert and (tokens is None or (tokens and tokens[0].upper == "INSERT")):
+        insert = parse_insert_values(statement)
+        if insert is not None:
+            return insert
+    if tokens is None:
+        try:
+            tokens = tokenize(statement)
+        except LexError as exc:
+            raise located_error(statement, exc.message, exc.position,
+                                exc.position + 1) from exc
+    end = len(tokens)
+    while end and tokens[end - 1].upper == ";":
+        end -= 1
+    if not end:
         raise InvalidSql("Empty SQL statement", at_classify=True)
+    if end != len(tokens):
+        tokens = tokens[:end]
     for token in tokens:
         if token.kind is TokenKind.PUNCT and token.value == ";":
             raise located_error(statement, "Expected a single SQL statement", token.start,
@@ -124,7 +158,8 @@ def _parse_explain(cur: Cursor) -> Explain:
     start = cur.peek()
     if start is None:
         raise cur.error("Expected a statement after EXPLAIN")
-    inner = classify(cur.sql[start.start:cur.tokens[-1].end])
+    # Not the InsertValues fast path: EXPLAIN needs the sqlglot tree.
+    inner = _classify(cur.sql[start.start:cur.tokens[-1].end], None, fast_insert=False)
     if not isinstance(inner, (Query, Insert, Update, Delete)):
         raise cur.error("EXPLAIN supports SELECT, INSERT, UPDATE and DELETE statements only")
     return Explain(inner, analyze, verbose)

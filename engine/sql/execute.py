@@ -24,9 +24,10 @@ from ..permissions import check_impersonation
 from ..session import Session
 from .classify import classify
 from .context import Ctx
+from .lexer import Token
 from .plan import handler_for, preflight
 from .results import StatementResult, message_result, sum_dml
-from .split import split_statements, unwrap_execute_as
+from .split import split_with_tokens, unwrap_with_tokens
 from .statements import (
     BeginTransaction,
     CommitTransaction,
@@ -58,10 +59,10 @@ async def execute_batch(engine: Engine, session: Session, sql: str, params: list
         raise InvalidSql("SQL text is not valid Unicode (it holds a lone surrogate)") from None
     if size > limit:
         raise InvalidSql(f"SQL query too long: {size} bytes (maximum {limit} bytes)")
-    texts = split_statements(sql)
-    if not texts:
+    pieces = split_with_tokens(sql)  # the request is tokenized once
+    if not pieces:
         raise EmptySql("No SQL statements provided")
-    planned = [_plan(i + 1, text, session) for i, text in enumerate(texts)]
+    planned = [_plan(i + 1, text, tokens, session) for i, (text, tokens) in enumerate(pieces)]
     param_rows = _batched_params(params, planned, engine)
     if param_rows is None:
         _check_params(params, engine)
@@ -73,10 +74,10 @@ async def execute_batch(engine: Engine, session: Session, sql: str, params: list
     return sum_dml(results, session.user_id)
 
 
-def _plan(index: int, text: str, session: Session) -> Planned:
+def _plan(index: int, text: str, tokens: list[Token] | None, session: Session) -> Planned:
     try:
-        target, inner = unwrap_execute_as(text)
-        statement = classify(inner)
+        target, inner, inner_tokens = unwrap_with_tokens(text, tokens)
+        statement = classify(inner, inner_tokens)
         preflight(statement, session if target is None else session.impersonating(target))
     except EngineError as exc:
         _locate(exc, index, text, phase="classify")

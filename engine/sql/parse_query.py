@@ -2,7 +2,8 @@
 VIEW, and the verdict on statements no classifier entry matches.
 
 Before sqlglot sees the text, each ``FILE("x")``/``FILE('x')`` upload placeholder (§5; sqlglot
-cannot parse ``FILE`` as a function) is replaced, token by token, with ``KDB_FILE('x')``. After
+cannot parse ``FILE`` as a function) is replaced, token by token, with ``KDB_FILE('x')``, and
+``$n`` parameters get a space after them (``_sqlglot_text``). After
 parsing, the context functions are rewritten on the AST (§3.1): ``CURRENT_USER``,
 ``CURRENT_USER()``, ``CURRENT_USER_ID()`` -> ``KDB_CURRENT_USER()`` and ``CURRENT_ROLE``,
 ``CURRENT_ROLE()`` -> ``KDB_CURRENT_ROLE()``. A quoted ``"current_role"`` or a qualified
@@ -14,6 +15,8 @@ left to the executor, which owns those messages.
 """
 
 from __future__ import annotations
+
+import re
 
 import sqlglot
 from sqlglot import exp
@@ -30,6 +33,7 @@ from engine.sql.statements import CreateView, Delete, DropView, Insert, Query, S
 _DIALECT = Postgres()
 _STATEMENT_TOKENS = frozenset(_DIALECT.parser_class.STATEMENT_PARSERS)
 _COMMAND_TOKENS = frozenset(_DIALECT.tokenizer_class.COMMANDS) | {TokenType.COMMAND}
+_CONTEXT_WORD = re.compile("current_(?:user|role)", re.IGNORECASE)
 _CONTEXT_FUNCTIONS = {
     "CURRENT_USER": "KDB_CURRENT_USER", "CURRENT_USER_ID": "KDB_CURRENT_USER",
     "CURRENT_ROLE": "KDB_CURRENT_ROLE",
@@ -41,12 +45,12 @@ _DML_KINDS: dict[type[exp.Expression], type[Statement]] = {
 
 
 def parse_sql(sql: str, tokens: list[Token]) -> exp.Expression:
-    """Parse one statement with sqlglot after the FILE placeholder rewrite.
+    """Parse one statement with sqlglot, after ``_sqlglot_text``'s rewrites.
 
     Raises:
         InvalidSql: sqlglot could not tokenize or parse it (``parse_errors`` from sqlglot).
     """
-    text = _rewrite_file_placeholders(sql, tokens)
+    text = _sqlglot_text(sql, tokens)
     try:
         expressions = sqlglot.parse(text, read=_DIALECT)
     except ParseError as exc:
@@ -63,9 +67,16 @@ def parse_sql(sql: str, tokens: list[Token]) -> exp.Expression:
     return parsed[0]
 
 
-def rewrite_context_functions(expression: exp.Expression) -> exp.Expression:
-    """Return ``expression`` with the §3.1 context functions replaced (see module docstring)."""
-    return expression.transform(_context_function)
+def rewrite_context_functions(expression: exp.Expression, sql: str | None = None
+                              ) -> exp.Expression:
+    """Replace the §3.1 context functions in ``expression`` (see module docstring), in place.
+
+    ``expression`` must be a fresh tree nobody else holds (it is changed, not copied). With
+    ``sql``, the text it was parsed from, the walk is skipped when the text cannot hold a
+    context function (no ``current_user``/``current_role`` in any case, anywhere)."""
+    if sql is not None and _CONTEXT_WORD.search(sql) is None:
+        return expression
+    return expression.transform(_context_function, copy=False)
 
 
 def _context_function(node: exp.Expression) -> exp.Expression:
@@ -82,22 +93,33 @@ def _context_function(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _rewrite_file_placeholders(sql: str, tokens: list[Token]) -> str:
+def _sqlglot_text(sql: str, tokens: list[Token]) -> str:
+    """The text handed to sqlglot: each ``FILE("x")``/``FILE('x')`` becomes ``KDB_FILE('x')``,
+    and a space goes after each ``$n`` directly followed by another character (sqlglot
+    would read ``$1,$2`` as a dollar-quoted string tagged ``1,`` and fail to tokenize).
+    Parse error columns after such a ``$n`` are one further to the right per inserted space."""
     pieces: list[str] = []
     copied_to = 0
-    for index, token in enumerate(tokens[:-3]):
-        name, opening, closing = tokens[index + 2], tokens[index + 1], tokens[index + 3]
-        if token.upper == "FILE" and opening.upper == "(" and closing.upper == ")" \
-                and name.kind in (TokenKind.STRING, TokenKind.QIDENT) and token.start >= copied_to:
-            escaped = name.value.replace("'", "''")
+    count = len(tokens)
+    for index, token in enumerate(tokens):
+        if token.start < copied_to:
+            continue
+        if token.kind is TokenKind.PARAM:
+            if token.end < len(sql) and not sql[token.end].isspace():
+                pieces += [sql[copied_to:token.end], " "]
+                copied_to = token.end
+        elif index + 3 < count and token.upper == "FILE" and tokens[index + 1].upper == "(" \
+                and tokens[index + 3].upper == ")" \
+                and tokens[index + 2].kind in (TokenKind.STRING, TokenKind.QIDENT):
+            escaped = tokens[index + 2].value.replace("'", "''")
             pieces += [sql[copied_to:token.start], f"KDB_FILE('{escaped}')"]
-            copied_to = closing.end
+            copied_to = tokens[index + 3].end
     return "".join(pieces) + sql[copied_to:]
 
 
 def parse_query_or_dml(cur: Cursor) -> Statement:
     """The whole statement (SELECT, WITH, VALUES, '(' or INSERT/UPDATE/DELETE) via sqlglot."""
-    expression = rewrite_context_functions(parse_sql(cur.sql, cur.tokens))
+    expression = rewrite_context_functions(parse_sql(cur.sql, cur.tokens), cur.sql)
     kind = _DML_KINDS.get(type(expression))
     if kind is Insert and expression.args.get("conflict"):
         raise InvalidSql("ON CONFLICT is not supported (there is no upsert)", at_classify=True)
@@ -127,7 +149,7 @@ def parse_create_view(cur: Cursor) -> CreateView:
         problem = value is not None and check(kind, value)
         if problem:
             raise InvalidSql(problem, at_classify=True)
-    query = rewrite_context_functions(create.expression)
+    query = rewrite_context_functions(create.expression, cur.sql)
     return CreateView(namespace, name, query, columns, bool(create.args.get("replace")),
                       bool(create.args.get("exists")))
 
@@ -156,7 +178,7 @@ def unsupported_error(sql: str, tokens: list[Token],
     """
     if parsed is None:
         try:
-            first = _DIALECT.tokenize(sql)[0].token_type
+            first = _DIALECT.tokenize(_sqlglot_text(sql, tokens))[0].token_type
         except (TokenError, IndexError) as exc:
             return InvalidSql(f"SQL parse error: {exc}", at_classify=True)
         if first not in _COMMAND_TOKENS:

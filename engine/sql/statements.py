@@ -105,7 +105,7 @@ class CallValue:
 class InsertValues(Statement):
     """The fast path for ``INSERT INTO [ns.]t [(cols)] VALUES (…), …`` whose every item is a
     literal (str, int, decimal.Decimal for other numbers, bool, None), a ``Param``,
-    ``DefaultValue`` or ``CallValue`` — parsed from our own tokens, without sqlglot. Anything
+    ``DefaultValue`` or ``CallValue`` — read by ``insert_values.py`` without sqlglot. Anything
     else (expressions, SELECT, ON CONFLICT, RETURNING) goes through ``Insert``."""
     namespace: str | None
     table: str

@@ -20,7 +20,10 @@ from sqlglot import exp
 
 from engine.errors import EngineError, InvalidSql
 from engine.sql import statements
-from engine.sql.classify import STATEMENT_PARSERS, classify
+from engine.sql.classify import STATEMENT_CACHE, STATEMENT_PARSERS, classify
+from engine.sql.lexer import LexError, tokenize
+from engine.sql.parse_query import parse_sql, rewrite_context_functions
+from engine.sql.statement_cache import StatementCache
 from engine.sql.statements import (
     AlterStorage,
     AlterUser,
@@ -276,3 +279,94 @@ def test_classify__token_soup__only_ever_raises_invalid_sql(
         classify(" ".join([*prefix, *words]))
     except InvalidSql as exc:
         assert exc.at_classify
+
+
+# --- pre-scanned tokens ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.title for case in CASES])
+def test_classify__with_tokens__same_as_scanning_here(case: Case) -> None:
+    # classify(text, tokenize(text)) renders exactly the golden line.
+    try:
+        tokens = tokenize(case.sql)
+    except LexError:
+        return
+    STATEMENT_CACHE.clear()
+    try:
+        rendered = repr(classify(case.sql, tokens))
+    except EngineError as exc:
+        rendered = f"ERROR {type(exc).__name__}: {exc}"
+    assert rendered == case.expected
+
+
+def test_classify__given_tokens__are_not_modified() -> None:
+    tokens = tokenize("SELECT 1;;")
+    before = list(tokens)
+    classify("SELECT 1;;", tokens)
+    assert tokens == before
+
+
+# --- the statement cache ---------------------------------------------------------------------
+
+
+def test_classify__repeated_query__same_object_from_the_cache() -> None:
+    STATEMENT_CACHE.clear()
+    first = classify("SELECT * FROM app.t WHERE id = $1")
+    assert classify("SELECT * FROM app.t WHERE id = $1") is first
+    assert classify("INSERT INTO t (a) VALUES ($1)") is classify("INSERT INTO t (a) VALUES ($1)")
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO t (a) VALUES (1)",  # literal rows: one-off data
+    "CREATE USER alice WITH PASSWORD 'hunter2' ROLE dba",  # not a hot kind (and a secret)
+    "CREATE TABLE t (id INT PRIMARY KEY)",
+])
+def test_classify__cold_kinds__not_cached(sql: str) -> None:
+    STATEMENT_CACHE.clear()
+    classify(sql)
+    assert len(STATEMENT_CACHE) == 0
+
+
+def test_classify__errors__not_cached_and_raised_fresh() -> None:
+    STATEMENT_CACHE.clear()
+    errors = []
+    for _ in range(2):
+        with pytest.raises(InvalidSql) as caught:
+            classify("SELECT * FROM t WHERE")
+        errors.append(caught.value)
+    assert errors[0] is not errors[1]
+    assert len(STATEMENT_CACHE) == 0
+
+
+def test_statement_cache__bounds__least_recently_used_out() -> None:
+    cache = StatementCache(max_entries=3, max_total_chars=40, max_text_chars=30)
+    statements = {f"SELECT {n}": classify(f"SELECT {n}") for n in range(5)}
+    for text in ["SELECT 0", "SELECT 1", "SELECT 2"]:
+        cache.put(text, statements[text])
+    assert cache.get("SELECT 0") is statements["SELECT 0"]  # 0 is now the most recent
+    cache.put("SELECT 3", statements["SELECT 3"])
+    assert cache.get("SELECT 1") is None and len(cache) == 3
+    long_text = "SELECT 4" + " " * 30
+    cache.put(long_text, statements["SELECT 4"])  # longer than max_text_chars: not kept
+    assert cache.get(long_text) is None
+    wide = "SELECT 4" + " " * 20  # 28 chars: the character budget pushes two entries out
+    cache.put(wide, statements["SELECT 4"])
+    assert len(cache) == 2 and cache.get(wide) is statements["SELECT 4"]
+
+
+# --- context functions -------------------------------------------------------------------------
+
+
+def test_rewrite_context_functions__no_context_word__tree_returned_untouched() -> None:
+    tree = parse_sql("SELECT a FROM t WHERE b = 'x'", [])
+    assert rewrite_context_functions(tree, "SELECT a FROM t WHERE b = 'x'") is tree
+
+
+def test_rewrite_context_functions__rewrites_in_place_without_copying() -> None:
+    sql = "SELECT a FROM t WHERE owner = current_user AND r = CURRENT_ROLE()"
+    tree = parse_sql(sql, [])
+    where = tree.args["where"]
+    result = rewrite_context_functions(tree, sql)
+    assert result is tree and tree.args["where"] is where
+    assert result.sql() == ("SELECT a FROM t WHERE owner = KDB_CURRENT_USER() "
+                            "AND r = KDB_CURRENT_ROLE()")

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from engine.errors import BatchParseError, InvalidInput, InvalidSql
 from engine.sql.classify import classify
-from engine.sql.split import split_statements, unwrap_execute_as
+from engine.sql.lexer import tokenize
+from engine.sql.split import (
+    split_statements,
+    split_with_tokens,
+    unwrap_execute_as,
+    unwrap_with_tokens,
+)
 
 # --- split_statements ----------------------------------------------------------------------
 
@@ -140,3 +146,78 @@ def test_unwrap__end_to_end__split_unwrap_classify() -> None:
         (None, "Query(expression=<SELECT 1>)"),
         ("bob", "Query(expression=<SELECT * FROM app.t WHERE owner = KDB_CURRENT_USER()>)"),
     ]
+
+
+# --- scanning once: split_with_tokens / unwrap_with_tokens ------------------------------------
+
+_BATCH_FRAGMENTS = st.sampled_from([
+    "SELECT 1", "SELECT 'a;b', $1", "  SELECT (1; 2)", "/* lead */ SELECT x -- tail\n",
+    "INSERT INTO t VALUES (1, 'a;b')", "INSERT INTO t (a,b) VALUES ($1,$2),($3,$4)",
+    "insert into t values (1) /* c */", "INSERT INTO t VALUES (1 + 1)", "",
+    "EXECUTE AS USER 'a' (SELECT 1)", "EXECUTE AS USER 'a' ( INSERT INTO t VALUES (1) ; )",
+    " E'\\';' ", "$$;$$",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_BATCH_FRAGMENTS, min_size=1, max_size=4), st.sampled_from([";", ";\n", " ; "]))
+def test_split_with_tokens__texts_as_split_statements_and_tokens_as_scanning_them(
+        fragments: list[str], separator: str) -> None:
+    sql = separator.join(fragments)
+    pieces = split_with_tokens(sql)
+    assert [text for text, _ in pieces] == split_statements(sql)
+    for text, tokens in pieces:
+        if tokens is None:  # only for a lone INSERT the classifier reads without tokens
+            assert len(pieces) == 1 and text.upper().startswith("INSERT")
+        else:
+            assert tokens == tokenize(text)
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO t VALUES (1)", "  INSERT INTO t (a) VALUES ('x;y');; -- done\n",
+    "/* c */ insert into app.t values ($1,$2), ($3,$4);",
+])
+def test_split_with_tokens__lone_plain_insert__is_not_scanned(sql: str) -> None:
+    ((text, tokens),) = split_with_tokens(sql)
+    assert tokens is None
+    scanned = [token for token in tokenize(sql) if token.upper != ";"]
+    assert text == sql[scanned[0].start:scanned[-1].end]
+
+
+@pytest.mark.parametrize("statement", [
+    "EXECUTE AS USER 'alice' (SELECT * FROM t)",
+    "EXECUTE AS USER 'a' (\n  -- why\n  SELECT 1 ;; \n)",
+    "EXECUTE AS USER 'a' (INSERT INTO t VALUES ((1), (2)))",
+    "SELECT 1", "/* c */ SELECT 1", "EXECUTE prepared_plan",
+])
+def test_unwrap_with_tokens__as_unwrap_execute_as__inner_tokens_as_scanning_inner(
+        statement: str) -> None:
+    for given_tokens in (tokenize(statement), None):
+        user, inner, inner_tokens = unwrap_with_tokens(statement, given_tokens)
+        assert (user, inner) == unwrap_execute_as(statement)
+        if inner_tokens is not None or given_tokens is not None:
+            assert inner_tokens == tokenize(inner)
+
+
+def test_unwrap_with_tokens__unscanned_plain_statement__stays_unscanned() -> None:
+    assert unwrap_with_tokens("INSERT INTO t VALUES (1)", None) == (
+        None, "INSERT INTO t VALUES (1)", None)
+
+
+def test_unwrap_with_tokens__unscanned_wrapper__is_scanned_and_checked() -> None:
+    with pytest.raises(InvalidSql, match="cannot be nested"):
+        unwrap_with_tokens("EXECUTE AS USER 'a' (EXECUTE AS USER 'b' (SELECT 1))", None)
+    with pytest.raises(InvalidSql, match="Unterminated string literal"):
+        unwrap_with_tokens("EXECUTE AS USER 'a", None)
+
+
+def test_split_unwrap_classify__with_tokens__same_statements_as_without() -> None:
+    sql = ("SELECT 1; EXECUTE AS USER 'bob' (SELECT * FROM app.t WHERE owner = CURRENT_USER);"
+           " INSERT INTO app.t (a,b) VALUES ($1,$2); UPDATE app.t SET a=$1,b=$2 WHERE id=$3")
+    with_tokens = []
+    for text, tokens in split_with_tokens(sql):
+        user, inner, inner_tokens = unwrap_with_tokens(text, tokens)
+        with_tokens.append((user, repr(classify(inner, inner_tokens))))
+    without = [(user, repr(classify(inner)))
+               for user, inner in map(unwrap_execute_as, split_statements(sql))]
+    assert with_tokens == without
