@@ -84,10 +84,17 @@ def _literal_rows(ctx: Ctx, rows: tuple[tuple[Any, ...], ...], width: int) -> li
         if len(rows) != 1:
             raise InvalidParameter("Batched params need an INSERT with exactly one VALUES row")
         return [[_literal(ctx, item, params) for item in rows[0]] for params in ctx.param_rows]
+    if not any(type(item) in _MARKERS for row in rows for item in row):
+        return [list(row) for row in rows]  # all literals: the common bulk case
     return [[_literal(ctx, item, ctx.params) for item in row] for row in rows]
 
 
+_MARKERS = frozenset({Param, DefaultValue, CallValue})
+
+
 def _literal(ctx: Ctx, item: Any, params: list[Any]) -> Any:
+    if type(item) not in _MARKERS:
+        return item
     if isinstance(item, Param):
         if not 1 <= item.index <= len(params):
             raise InvalidParameter(f"Parameter ${item.index} is missing ({len(params)} given)")
@@ -258,6 +265,11 @@ _FAST_TEXT_CHARS_MAX = VALUE_SIZE_MAX_BYTES // 4  # UTF-8 is at most 4 bytes a c
 
 def _column_array(column: ColumnDef, values: list[Any]) -> pa.Array:
     allowed = _FAST_KINDS.get(column.type.kind)
+    if column.type.kind in ("Double", "Float"):
+        # Decimal literals (every non-integer number in SQL text) become floats, as
+        # coerce_value would convert them; non-finite values take the checked path.
+        values = [float(v) if type(v) is decimal.Decimal and v.is_finite() else v
+                  for v in values]
     if allowed is not None and _fast_ok(column, values, allowed):
         try:
             return pa.array(values, type=column.type.arrow_type())
