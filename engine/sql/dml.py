@@ -259,6 +259,7 @@ def _insert_versions(ctx: Ctx, table: TableDef, columns: list[ColumnDef],
 _FAST_KINDS: dict[str, tuple[type, ...]] = {
     "BigInt": (int,), "Int": (int,), "SmallInt": (int,), "Text": (str,),
     "Double": (int, float), "Float": (int, float), "Boolean": (bool,),
+    "Timestamp": (int,), "DateTime": (int,),  # int microseconds since the epoch
 }
 _FAST_TEXT_CHARS_MAX = VALUE_SIZE_MAX_BYTES // 4  # UTF-8 is at most 4 bytes a character
 
