@@ -179,6 +179,13 @@ def fault_problems(run: FaultRun, fs: FaultyFS, error: int) -> list[str]:
     return problems
 
 
+def _timing_dependent(call: object, run_directory: Path) -> bool:
+    path = getattr(call, "path", None)
+    if path is None:
+        return False
+    return path.name == "spare.tmp" or path.name.endswith(".wal.tmp") or path == run_directory
+
+
 async def countdown(tmp_path: Path, error: int,
                     check: Callable[[FaultRun, FaultyFS, int], list[str]], *,
                     reopen: bool = True) -> None:
@@ -211,7 +218,12 @@ async def countdown(tmp_path: Path, error: int,
                             f"{errno.errorcode[error]}:\n{describe(problems)}")
         shutil.rmtree(directory.parent)
     assert not failures, f"{len(failures)} of {len(dry.calls)} calls:\n" + "\n".join(failures[:8])
-    assert len(not_fired) <= len(dry.calls) // 20, f"faults that never fired: {not_fired}"
+    # Two families of calls depend on timing or on the run's directory name, not on the WAL:
+    # a roll either uses the spare prepared in the background (spare.tmp) or creates its
+    # segment itself (<base>.wal.tmp), and the first sync of the run directory's parent names
+    # that directory. Every other call of the dry run must fire in its own fault run.
+    unexpected = [call for call in not_fired if not _timing_dependent(call, tmp_path / "dry")]
+    assert not unexpected, f"faults that never fired: {unexpected}"
 
 
 def _fresh_copy(template: Path, root: Path) -> Path:
