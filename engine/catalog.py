@@ -1,9 +1,14 @@
-"""The catalog: namespaces, tables, users and storages — a projection of catalog events.
+"""The catalog: namespaces, tables, views, users and storages — a projection of catalog events.
 
 ``Catalog.apply`` is the only mutator and is deterministic (no clock, no randomness: every
 timestamp and id travels inside the event), so replaying the same events always rebuilds
 the same catalog. Task safety: used from the trio thread only; readers in worker threads
 get immutable ``TableDef`` objects.
+
+Tables and views share one name space per namespace: the SQL handlers refuse a view named
+like a table and a table named like a view, each under the write lock (``sql/ddl_view.py``).
+``apply`` itself never refuses an event that is already in the log; should a WAL ever hold
+both, table lookups win (``query.py`` resolves tables before views).
 """
 
 from __future__ import annotations
@@ -112,6 +117,31 @@ class TableDef:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewDef:
+    """A stored view: its defining query as PostgreSQL-dialect SQL text whose table references
+    are all qualified (``ns.t``), and the optional output column names of ``(cols)``."""
+
+    namespace: str
+    name: str
+    sql: str
+    columns: tuple[str, ...] = ()
+    created_at_ms: int = 0
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+    def to_json(self) -> dict:
+        return {"namespace": self.namespace, "name": self.name, "sql": self.sql,
+                "columns": list(self.columns), "created_at_ms": self.created_at_ms}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ViewDef:
+        return cls(data["namespace"], data["name"], data["sql"],
+                   tuple(data.get("columns") or ()), int(data["created_at_ms"]))
+
+
+@dataclass(frozen=True, slots=True)
 class Namespace:
     name: str
     created_at_ms: int
@@ -159,12 +189,13 @@ class Storage:
 
 
 class Catalog:
-    """Namespaces, tables, users and storages, rebuilt by applying catalog events."""
+    """Namespaces, tables, views, users and storages, rebuilt by applying catalog events."""
 
     def __init__(self) -> None:
         self.namespaces: dict[str, Namespace] = {}
         self.tables: dict[int, TableDef] = {}
         self._table_ids: dict[tuple[str, str], int] = {}
+        self.views: dict[tuple[str, str], ViewDef] = {}  # (namespace, name) -> view
         self.users: dict[str, User] = {}
         self.storages: dict[str, Storage] = {}
         self.applied_lsn = 0
@@ -178,6 +209,13 @@ class Catalog:
     def tables_in(self, namespace: str) -> list[TableDef]:
         return sorted((t for t in self.tables.values() if t.namespace == namespace),
                       key=lambda t: t.name)
+
+    def view(self, namespace: str, name: str) -> ViewDef | None:
+        return self.views.get((namespace.lower(), name.lower()))
+
+    def views_in(self, namespace: str) -> list[ViewDef]:
+        return sorted((v for v in self.views.values() if v.namespace == namespace),
+                      key=lambda v: v.name)
 
     def live_user(self, user_id: str) -> User | None:
         user = self.users.get(user_id)
@@ -204,6 +242,8 @@ class Catalog:
     def _namespace_dropped(self, body: dict) -> None:
         for table in self.tables_in(body["name"]):
             self._table_dropped({"table_id": table.table_id})
+        for view in self.views_in(body["name"]):
+            del self.views[(view.namespace, view.name)]
         del self.namespaces[body["name"]]
 
     def _table_put(self, body: dict) -> None:
@@ -217,6 +257,13 @@ class Catalog:
     def _table_dropped(self, body: dict) -> None:
         table = self.tables.pop(int(body["table_id"]))
         del self._table_ids[(table.namespace, table.name)]
+
+    def _view_created(self, body: dict) -> None:
+        view = ViewDef.from_json(body)
+        self.views[(view.namespace, view.name)] = view
+
+    def _view_dropped(self, body: dict) -> None:
+        self.views.pop((body["namespace"], body["name"]), None)
 
     def _user_put(self, body: dict) -> None:
         self.users[body["user_id"]] = User(**body)
@@ -239,6 +286,7 @@ class Catalog:
             "applied_lsn": self.applied_lsn,
             "namespaces": [asdict(n) for n in self.namespaces.values()],
             "tables": [t.to_json() for t in self.tables.values()],
+            "views": [v.to_json() for v in self.views.values()],
             "users": [asdict(u) for u in self.users.values()],
             "storages": [asdict(s) for s in self.storages.values()],
         }
@@ -250,6 +298,8 @@ class Catalog:
             catalog.namespaces[item["name"]] = Namespace(**item)
         for item in data["tables"]:
             catalog._table_put({"table": item})
+        for item in data.get("views", ()):  # absent in checkpoints written before views
+            catalog._view_created(item)
         for item in data["users"]:
             catalog.users[item["user_id"]] = User(**item)
         for item in data["storages"]:
@@ -265,6 +315,8 @@ _APPLY = {
     Kind.TABLE_CREATED: Catalog._table_put,
     Kind.TABLE_ALTERED: Catalog._table_put,
     Kind.TABLE_DROPPED: Catalog._table_dropped,
+    Kind.VIEW_CREATED: Catalog._view_created,
+    Kind.VIEW_DROPPED: Catalog._view_dropped,
     Kind.USER_CREATED: Catalog._user_put,
     Kind.USER_ALTERED: Catalog._user_put,
     Kind.USER_DROPPED: Catalog._user_dropped,

@@ -11,7 +11,7 @@ Payload layout, version 1 (integers little-endian)
     6+M     ...   row events only: the Arrow IPC *stream* bytes of each change, back to back;
                   ``meta["changes"][i]["bytes"]`` gives each one's length
 
-Catalog events (namespaces, tables, users, storages) carry everything in the metadata.
+Catalog events (namespaces, tables, views, users, storages) carry everything in the metadata.
 ``ROWS_COMMITTED`` is one committed transaction: every row change of every statement in it,
 so a transaction is one WAL record — all of it survives a crash or none of it does.
 
@@ -43,6 +43,8 @@ class Kind(enum.IntEnum):
     TABLE_CREATED = 10
     TABLE_ALTERED = 11
     TABLE_DROPPED = 12
+    VIEW_CREATED = 14  # also CREATE OR REPLACE of an existing view
+    VIEW_DROPPED = 15
     USER_CREATED = 20
     USER_ALTERED = 21
     USER_DROPPED = 22

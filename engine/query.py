@@ -1,6 +1,12 @@
 """SELECT on DataFusion: a fresh context per query that holds only what the caller may read.
 
 Steps (``prepare`` on the trio thread, ``run`` in a worker thread):
+  0. expand views: a table reference that names a view becomes the view's stored query as a
+     subquery aliased by the reference's alias (or the view name, with the view's column
+     list as column aliases); its own references are expanded in turn, then resolved like
+     any other in step 1 — with the *reader's* session (security invoker, see
+     ``sql/ddl_view.py``). A view reached again along its own chain is refused ("recursive
+     view"), and so is a chain longer than ``VIEW_NESTING_MAX``;
   1. resolve every table reference (CTE names excepted) in the catalog or among the system
      tables, and check the caller may read it;
   2. take the data: for USER and STREAM tables only the caller's own partition — other
@@ -32,6 +38,10 @@ from .permissions import check_read, require_admin
 from .session import Session
 from .store import TableStore
 from .types import KalamType, coerce_value
+
+# Views expanded one inside another along one chain of references (a view over a view counts
+# two levels); a longer chain is refused instead of expanded.
+VIEW_NESTING_MAX = 16
 
 SystemTableFn = Callable[[Session], tuple[pa.Table, list[KalamType]]]
 _NO_KEY = object()
@@ -95,6 +105,10 @@ class QueryOptions:
     include_uncommitted: bool = False  # the writer's own tentative changes (DML matching)
     show_deleted: bool | None = None  # None: only if the query mentions _deleted
     impersonating: bool = False  # EXECUTE AS USER: SHARED tables are refused
+    # Views already being expanded around this query, outermost first, as (namespace, name).
+    # CREATE VIEW validation passes the view being defined, so a reference back to it is
+    # recursion and the nesting limit counts it.
+    view_chain: tuple[tuple[str, str], ...] = ()
 
 
 def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalog: Catalog,
@@ -109,17 +123,20 @@ def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalo
     thread (one per occurrence, not per row)."""
     tree = tree.copy()
     cte_names = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    # Table nodes that name a CTE, not a table: the query's own, then those inside views.
+    cte_refs = {id(node) for node in tree.find_all(exp.Table)
+                if not node.args.get("db") and node.name.lower() in cte_names}
+    has_views = expand_views(tree, session.namespace, catalog, options.view_chain, cte_refs)
     mentions_deleted = options.show_deleted
     if mentions_deleted is None:
         mentions_deleted = any(c.name.lower() == DELETED_COLUMN for c in tree.find_all(exp.Column))
     sources: list[Source] = []
-    tables = [node for node in tree.find_all(exp.Table)
-              if node.args.get("db") or node.name.lower() not in cte_names]
+    tables = [node for node in tree.find_all(exp.Table) if id(node) not in cte_refs]
     point_keys: dict[int, Any] = {}  # id(table node) -> primary-key value
-    if len(tables) == 1 and not cte_names:
+    if len(tables) == 1 and not cte_names and not has_views:
         _find_point_key(tree, tables[0], session, params, catalog, point_keys)
     for node in list(tree.find_all(exp.Table)):
-        if not node.args.get("db") and node.name.lower() in cte_names:
+        if id(node) in cte_refs:
             continue
         if not isinstance(node.this, exp.Identifier):
             raise InvalidSql("Table functions are not allowed in queries")
@@ -133,7 +150,8 @@ def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalo
                                alias=exp.TableAlias(this=exp.to_identifier(alias))))
     direct = _direct_columns(tree, sources[0]) if point_keys and len(sources) == 1 else None
     _bind_context_functions(tree, session, now_ms, id_functions or {})
-    if len(sources) == 1 and options.implicit_order:
+    # A view's output need not contain its table's key: no implicit order over views.
+    if len(sources) == 1 and options.implicit_order and not has_views:
         _add_implicit_order(tree, sources[0])
     if options.default_limit is not None and options.max_limit is not None:
         tree = _apply_limits(tree, options.default_limit, options.max_limit)
@@ -141,6 +159,38 @@ def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalo
     sql = "" if direct is not None else tree.sql(dialect="postgres")
     return PreparedQuery(sql, sources, {str(i + 1): value for i, value in enumerate(params)},
                          declared, direct)
+
+
+def expand_views(tree: exp.Expression, namespace: str, catalog: Catalog,
+                  chain: tuple[tuple[str, str], ...], cte_refs: set[int]) -> bool:
+    """Replaces, in place, every reference in ``tree`` to a view (not a table, not a CTE) by
+    the view's query as an aliased subquery, recursively; ``namespace`` qualifies bare names.
+    Adds the CTE references found inside views to ``cte_refs``. True if any view was found."""
+    found = False
+    for node in list(tree.find_all(exp.Table)):
+        if id(node) in cte_refs or not isinstance(node.this, exp.Identifier):
+            continue  # table functions are refused by the caller
+        key = ((node.db or namespace).lower(), node.name.lower())
+        if key[0] == SYSTEM_NAMESPACE or catalog.table(*key) is not None:
+            continue
+        if key in chain:
+            path = " -> ".join(f"{ns}.{name}" for ns, name in (*chain, key))
+            raise InvalidSql(f"View '{key[0]}.{key[1]}' is a recursive view ({path})")
+        view = catalog.view(*key)
+        if view is None:
+            continue  # the caller reports TableNotFound
+        if len(chain) >= VIEW_NESTING_MAX:
+            raise InvalidSql(f"Views are nested more than {VIEW_NESTING_MAX} levels deep at "
+                             f"'{view.qualified_name}'")
+        body = parse_query(view.sql)
+        # The stored query qualifies every table, so its bare names are its own CTEs.
+        cte_refs.update(id(t) for t in body.find_all(exp.Table) if not t.args.get("db"))
+        expand_views(body, key[0], catalog, (*chain, key), cte_refs)
+        columns = [exp.to_identifier(c, quoted=True) for c in view.columns] or None
+        node.replace(exp.Subquery(this=body, alias=exp.TableAlias(
+            this=exp.to_identifier(node.alias or view.name), columns=columns)))
+        found = True
+    return found
 
 
 def run(prepared: PreparedQuery) -> pa.Table:

@@ -160,10 +160,17 @@ def compare(live: Engine, rebuilt: Engine) -> list[str]:
 
 
 def _comparable_catalog(engine: Engine) -> dict[str, object]:
+    """Every catalog object keyed by kind and full identity (namespace-qualified names)."""
     data = engine.catalog.to_json()
     data.pop("applied_lsn")
-    return {f"{kind}:{item.get('name') or item.get('user_id') or item.get('storage_id') or item.get('table_id')}": item
-            for kind, items in data.items() for item in items}
+    return {f"{kind}:{_identity(item)}": item for kind, items in data.items() for item in items}
+
+
+def _identity(item: dict) -> str:
+    for key in ("user_id", "storage_id", "table_id"):
+        if key in item:
+            return str(item[key])
+    return ".".join(str(item[k]) for k in ("namespace", "name") if k in item)
 
 
 def _rows(engine: Engine, table, user_id: str | None) -> list[dict]:

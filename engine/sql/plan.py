@@ -3,6 +3,7 @@
 A role check listed in ``PREFLIGHT`` runs for every statement of a batch before any of them
 executes (PROTOCOL §1.3 step 5: a role-gated statement fails the whole request with 403).
 Finer checks that need the catalog (table types, access levels) live in the handlers.
+Table statements and DML go through ``ddl_view``'s wrappers, which refuse view names.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from ..errors import InvalidOperation
 from ..permissions import require_admin, require_service
 from ..session import Session
-from . import admin, ddl_namespace, ddl_table, dml, select, users
+from . import admin, ddl_namespace, ddl_table, ddl_view, misc, select, users
 from . import statements as s
 from .context import Ctx
 from .results import StatementResult
@@ -90,18 +91,18 @@ def _not_yet(feature: str) -> Handler:
 
 HANDLERS: dict[type, Handler] = {
     s.Query: select.query,
-    s.Insert: dml.insert,
-    s.InsertValues: dml.insert,
-    s.Update: dml.update,
-    s.Delete: dml.delete,
+    s.Insert: ddl_view.insert,
+    s.InsertValues: ddl_view.insert,
+    s.Update: ddl_view.update,
+    s.Delete: ddl_view.delete,
     s.CreateNamespace: ddl_namespace.create_namespace,
     s.DropNamespace: ddl_namespace.drop_namespace,
     s.AlterNamespace: ddl_namespace.alter_namespace,
     s.ShowNamespaces: ddl_namespace.show_namespaces,
     s.UseNamespace: ddl_namespace.use_namespace,
-    s.CreateTable: ddl_table.create_table,
-    s.AlterTable: ddl_table.alter_table,
-    s.DropTable: ddl_table.drop_table,
+    s.CreateTable: ddl_view.create_table,
+    s.AlterTable: ddl_view.alter_table,
+    s.DropTable: ddl_view.drop_table,
     s.DescribeTable: ddl_table.describe_table,
     s.ShowTables: ddl_table.show_tables,
     s.ShowTableStats: ddl_table.show_table_stats,
@@ -119,8 +120,8 @@ HANDLERS: dict[type, Handler] = {
     s.CompactAll: admin.compact_all,
     s.ShowManifest: admin.show_manifest,
     s.KillJob: admin.kill_job,
-    s.CreateView: _not_yet("CREATE VIEW"),
-    s.DropView: _not_yet("DROP VIEW"),
+    s.CreateView: ddl_view.create_view,
+    s.DropView: ddl_view.drop_view,
     s.CreateTopic: _not_yet("Topics"),
     s.AddTopicSource: _not_yet("Topics"),
     s.DropTopic: _not_yet("Topics"),
@@ -129,15 +130,15 @@ HANDLERS: dict[type, Handler] = {
     s.AckTopic: _not_yet("Topics"),
     s.Subscribe: _not_yet("SUBSCRIBE TO (live queries)"),
     s.KillLiveQuery: _not_yet("KILL LIVE QUERY (live queries)"),
-    s.BackupDatabase: _not_yet("BACKUP DATABASE"),
-    s.RestoreDatabase: _not_yet("RESTORE DATABASE"),
-    s.ExportUserData: _not_yet("EXPORT USER DATA"),
-    s.ShowExport: _not_yet("SHOW EXPORT"),
-    s.ClusterCommand: _not_yet("CLUSTER commands (Sluice is single-node)"),
+    s.BackupDatabase: misc.backup_database,
+    s.RestoreDatabase: misc.restore_database,
+    s.ExportUserData: misc.export_user_data,
+    s.ShowExport: misc.show_export,
+    s.ClusterCommand: misc.cluster_command,
     s.Explain: select.explain,
-    s.SetVariable: _not_yet("SET"),
-    s.ShowVariable: _not_yet("SHOW <setting>"),
-    s.ShowAll: _not_yet("SHOW ALL"),
+    s.SetVariable: misc.set_variable,
+    s.ShowVariable: misc.show_variable,
+    s.ShowAll: misc.show_all,
     s.ShowColumns: ddl_table.show_columns,
     s.DataFusionDescribe: ddl_table.datafusion_describe,
 }

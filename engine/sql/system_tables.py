@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ..catalog import Storage, TableDef
+from ..catalog import Storage, TableDef, ViewDef
 from ..session import Session
 from ..types import KalamType
 
@@ -185,8 +185,19 @@ def sorted_tables(engine: Engine, namespace: str | None = None) -> list[TableDef
                   key=lambda t: (t.namespace, t.name))
 
 
+def view_row(view: ViewDef) -> tuple[Any, ...]:
+    """A view in system.tables: table_type ``VIEW``, no storage, version 1, and its
+    definition (stored SQL, column list) as the options JSON."""
+    options = json.dumps({"columns": list(view.columns), "sql": view.sql}, sort_keys=True)
+    return (view.namespace, view.name, "VIEW", None, 1, options, None, view.created_at_ms,
+            view.created_at_ms)
+
+
 def tables(engine: Engine, session: Session) -> tuple[pa.Table, list[KalamType]]:
-    return build_table(TABLES_COLUMNS, [table_row(t) for t in sorted_tables(engine)])
+    """Tables and views, ordered by namespace then name."""
+    rows = [table_row(t) for t in sorted_tables(engine)]
+    rows += [view_row(v) for v in engine.catalog.views.values()]
+    return build_table(TABLES_COLUMNS, sorted(rows, key=lambda row: (row[0], row[1])))
 
 
 def default_text(default: dict | None) -> str | None:
