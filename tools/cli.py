@@ -79,6 +79,8 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                              "open (creating if missing) and recover a log, then close it"),
     ("replay",): Command("engine.replay_cli:replay_main",
                          "rebuild projections from the log alone, or verify them against it"),
+    ("serve",): Command("api.serve:serve_main",
+                        "run the HTTP server (KalamDB API) on the configured host and port"),
 }
 GROUPS: dict[tuple[str, ...], str] = {
     (): "Sluice: a stream-first, event-sourced storage engine.",
