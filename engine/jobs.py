@@ -100,15 +100,7 @@ async def run_job(engine: Engine, job_type: str, parameters: str,
                   work: Callable[[], Awaitable[int]]) -> JobRecord:
     """Runs ``work`` as a recorded job and returns its record (completed or failed)."""
     record = engine.jobs.new(job_type, parameters, engine.clock.now_ms())
-    record.status, record.started_at = "running", engine.clock.now_ms()
-    try:
-        rows = await work()
-    except (EngineError, OSError) as exc:
-        record.status, record.message = "failed", str(exc)
-        log.warning("job %s (%s) failed: %s", record.job_id, parameters, exc)
-    else:
-        record.status, record.message = "completed", f"{rows} row(s)"
-    record.finished_at = engine.clock.now_ms()
+    await _execute(engine, record, work)
     return record
 
 
@@ -117,21 +109,24 @@ def start_job(engine: Engine, job_type: str, parameters: str,
     """Queues ``work`` in the job nursery; returns the queued record at once. A record
     marked ``cancelled`` before the job task starts is skipped (KILL JOB)."""
     record = engine.jobs.new(job_type, parameters, engine.clock.now_ms())
-
-    async def job() -> None:
-        if record.status == "cancelled":  # KILL JOB / DROP TABLE before it started
-            return
-        record.status, record.started_at = "running", engine.clock.now_ms()
-        try:
-            rows = await work()
-        except (EngineError, OSError) as exc:
-            record.status, record.message = "failed", str(exc)
-        else:
-            record.status, record.message = "completed", f"{rows} row(s)"
-        record.finished_at = engine.clock.now_ms()
-
-    engine.job_nursery.start_soon(job)
+    engine.job_nursery.start_soon(_execute, engine, record, work)
     return record
+
+
+async def _execute(engine: Engine, record: JobRecord, work: Callable[[], Awaitable[int]]
+                   ) -> None:
+    """Runs one job, recording its outcome; a failure is logged, never raised."""
+    if record.status == "cancelled":  # KILL JOB / DROP TABLE before it started
+        return
+    record.status, record.started_at = "running", engine.clock.now_ms()
+    try:
+        rows = await work()
+    except (EngineError, OSError) as exc:
+        record.status, record.message = "failed", str(exc)
+        log.warning("job %s (%s) failed: %s", record.job_id, record.parameters, exc)
+    else:
+        record.status, record.message = "completed", f"{rows} row(s)"
+    record.finished_at = engine.clock.now_ms()
 
 
 async def retain(engine: Engine) -> int:
