@@ -6,8 +6,9 @@
 ``async def handler(app, scope, receive, send)`` (``app`` is the ``SluiceApp``: its engine,
 configuration and process facts). Handlers live in ``api/routes/``.
 
-For now the table holds the health endpoints (PROTOCOL §1.6); later issues add the rest of
-PROTOCOL §1.1 (SQL, auth, files, exports, topics, WebSocket) as new rows.
+For now the table holds the health endpoints (PROTOCOL §1.6) and ``POST /v1/api/sql``
+(§1.3); later issues add the rest of
+PROTOCOL §1.1 (auth, files, exports, topics, WebSocket) as new rows.
 
 Outside the table (PROTOCOL §1.0): an unknown path is an empty-bodied 404 (the reference's
 framework default), a known path with another method is an empty-bodied 405 with ``Allow``;
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, ServerConfig
 from .http import Receive, Scope, Send
-from .routes import health
+from .routes import health, sql
 
 if TYPE_CHECKING:
     from engine import Engine
@@ -48,6 +49,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/api/healthcheck", health.health, "alias of /health (§1.6)"),
     Route("GET", "/v1/api/cluster/health", health.cluster_health,
           "one-node cluster document, localhost-only (§1.6)"),
+    Route("POST", "/v1/api/sql", sql.sql, "execute SQL, bearer-authenticated (§1.2, §1.3)"),
 )
 
 

@@ -118,11 +118,11 @@ class Response:
     version: int  # 11 for HTTP/1.1
 
 
-def _request_sync(server: Server, method: str, path: str, headers: dict[str, str]
-                  ) -> Response:
+def _request_sync(server: Server, method: str, path: str, headers: dict[str, str],
+                  body: bytes | None = None) -> Response:
     conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
     try:
-        conn.request(method, path, headers=headers)
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         body = resp.read()
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body,
@@ -132,8 +132,10 @@ def _request_sync(server: Server, method: str, path: str, headers: dict[str, str
 
 
 async def http_request(server: Server, method: str, path: str,
-                       headers: dict[str, str] | None = None) -> Response:
-    return await trio.to_thread.run_sync(_request_sync, server, method, path, headers or {})
+                       headers: dict[str, str] | None = None, body: bytes | None = None
+                       ) -> Response:
+    return await trio.to_thread.run_sync(_request_sync, server, method, path, headers or {},
+                                         body)
 
 
 async def raw_exchange(server: Server, data: bytes, quiet_s: float = 1.0) -> bytes:

@@ -224,4 +224,4 @@ def test_app__route_table_is_unique() -> None:
     keys = [(route.method, route.path) for route in ROUTES]
     assert len(keys) == len(set(keys))
     assert {path for _, path in keys} == {
-        "/health", "/v1/api/healthcheck", "/v1/api/cluster/health"}
+        "/health", "/v1/api/healthcheck", "/v1/api/cluster/health", "/v1/api/sql"}

@@ -1,0 +1,153 @@
+"""``POST /v1/api/sql`` (PROTOCOL §1.3), a raw-ASGI hot route.
+
+Order: the body limit from ``Content-Length`` (413, before anything is read; PROTOCOL §1.0),
+authentication (§1.2: 401/403), body parsing (400 ``INVALID_INPUT``), then the engine, whose
+errors are mapped by ``api.errors.sql_error``.
+
+Request fields: ``sql`` (required string; missing or blank → 400 ``EMPTY_SQL``), ``params``
+(optional array: scalars, or — Sluice extension — an array of arrays, one INSERT per inner
+array; the engine validates the values) and ``namespace_id`` (optional string, default
+``"default"``). Unknown fields are ignored.
+
+Not yet here: multipart requests with file parts (§1.3, §5) answer 400 ``INVALID_INPUT``
+saying so; the per-user query rate limit (§1.0) and the streamed single-SELECT shape
+(``"error": null``) are later issues.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from api.auth import AuthFailure, bearer_session
+from api.errors import bearer_error, envelope_error, sql_error
+from api.http import (
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    content_length,
+    header,
+    read_body,
+    send_json,
+)
+from engine import EngineError, Session
+from engine.catalog import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    from api.app import SluiceApp
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def too_large_body(exc: BodyTooLarge) -> dict[str, Any]:
+    return {"error": "BODY_TOO_LARGE",
+            "message": f"Request body too large: {exc.size_bytes} bytes exceeds the limit "
+                       f"of {exc.max_bytes} bytes",
+            "size_bytes": exc.size_bytes, "max_bytes": exc.max_bytes}
+
+
+async def sql(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> None:
+    started = time.perf_counter()
+    limit = app.config.rate_limit.request_body_limit_bytes
+    declared = content_length(scope)
+    if declared is not None and declared > limit:
+        await send_json(send, 413, too_large_body(BodyTooLarge(declared, limit)))
+        return
+
+    secret = app.config.auth.jwt_secret
+    try:
+        if not secret:
+            raise AuthFailure("AUTHENTICATION_ERROR", "no JWT secret configured")
+        user = bearer_session(scope, secret, app.engine.catalog, time.time())
+    except AuthFailure as exc:
+        status, body = bearer_error(exc.code, _elapsed_ms(started))
+        await send_json(send, status, body)
+        return
+
+    try:
+        raw = await read_body(scope, receive, limit)
+    except BodyTooLarge as exc:
+        await send_json(send, 413, too_large_body(exc))
+        return
+
+    try:
+        sql_text, params, namespace = parse_request(header(scope, b"content-type"), raw)
+    except BadRequest as exc:
+        body = envelope_error({"code": exc.code, "message": exc.message},
+                              _elapsed_ms(started))
+        await send_json(send, 400, body)
+        return
+
+    session = Session(user.user_id, user.role, namespace)
+    try:
+        results = await app.engine.execute(session, sql_text, params)
+        payload = [result.to_json() for result in results]
+    except Exception as exc:  # every failure becomes an envelope
+        if not isinstance(exc, EngineError):
+            log.exception("POST /v1/api/sql failed unexpectedly")
+        status, body = sql_error(exc, is_admin=session.is_admin, took_ms=_elapsed_ms(started))
+        await send_json(send, status, body)
+        return
+    await send_json(send, 200, {"status": "success", "results": payload,
+                                "took": round(_elapsed_ms(started), 3)})
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/")
+                                           and mime.endswith("+json"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_request(content_type: str | None, raw: bytes
+                  ) -> tuple[str, list[Any], str]:
+    """``(sql, params, namespace_id)`` of a JSON request body; raises ``BadRequest``."""
+    if content_type is not None and content_type.strip().lower().startswith(
+            "multipart/form-data"):
+        raise BadRequest("INVALID_INPUT", "multipart/form-data SQL requests (file uploads) "
+                                          "are not supported yet; send application/json")
+    if not _is_json(content_type):
+        raise BadRequest("INVALID_INPUT", "Invalid JSON payload: Content type error")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest("INVALID_INPUT", f"Invalid JSON payload: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest("INVALID_INPUT",
+                         "Invalid JSON payload: expected an object with a \"sql\" field")
+    sql_text = data.get("sql")
+    if sql_text is not None and not isinstance(sql_text, str):
+        raise BadRequest("INVALID_INPUT", "Invalid JSON payload: \"sql\" must be a string")
+    if sql_text is None or not sql_text.strip():
+        raise BadRequest("EMPTY_SQL", "No SQL statements provided")
+    params = data.get("params")
+    if params is None:
+        params = []
+    elif not isinstance(params, list):
+        raise BadRequest("INVALID_INPUT", "Invalid JSON payload: \"params\" must be an array")
+    namespace = data.get("namespace_id")
+    if namespace is None:
+        namespace = DEFAULT_NAMESPACE
+    elif not isinstance(namespace, str):
+        raise BadRequest("INVALID_INPUT",
+                         "Invalid JSON payload: \"namespace_id\" must be a string")
+    return sql_text, params, namespace
