@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The main job on the embedded default: `sluice serve` on 127.0.0.1:2900 with data in
-# $(DATA) (a generated JWT secret is kept there). Today it serves the health endpoints;
-# the SQL, auth and ingest routes are the open HTTP issue. Stop it with Ctrl-C.
+# $(DATA) (a generated JWT secret is kept there). Today it serves the health endpoints and
+# POST /v1/api/sql; the auth endpoints and ingestion are the open HTTP issue. Ctrl-C stops it.
 run: $(STAMP)
 	KALAMDB_DATA_DIR=$(DATA) $(VENV)/bin/sluice serve
 
