@@ -101,8 +101,3 @@ AUTH_ERRORS: dict[str, tuple[int, str]] = {
 def bearer_error(code: str, took_ms: float) -> tuple[int, dict[str, Any]]:
     status, message = AUTH_ERRORS[code]
     return status, envelope_error({"code": code, "message": message}, took_ms)
-
-
-def auth_endpoint_error(status: int, error: str, message: str) -> tuple[int, dict[str, Any]]:
-    """The ``{"error": "<snake_code>", "message": ...}`` body of the auth endpoints."""
-    return status, {"error": error, "message": message}

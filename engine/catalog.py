@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .events import CatalogEvent, Kind
+from .ids import seq_floor_for_unix_ms
 from .types import KalamType
 
 SYSTEM_NAMESPACE = "system"
@@ -95,6 +96,13 @@ class TableDef:
     def column(self, name: str) -> ColumnDef | None:
         lowered = name.lower()
         return next((c for c in self.columns if c.name.lower() == lowered), None)
+
+    def expiry_seq_floor(self, now_ms: int) -> int | None:
+        """STREAM tables: versions with a smaller ``_seq`` are past ``TTL_SECONDS`` and
+        invisible everywhere; None for tables without expiry."""
+        if self.table_type != "STREAM" or not self.options.ttl_seconds:
+            return None
+        return seq_floor_for_unix_ms(now_ms - self.options.ttl_seconds * 1000)
 
     @property
     def is_user_scoped(self) -> bool:

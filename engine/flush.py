@@ -78,8 +78,7 @@ def decode_user(name: str) -> str:
 
 
 def partition_dir(data_dir: Path, table: TableDef, user_id: str | None) -> Path:
-    root = "streams" if table.table_type == "STREAM" else "tables"
-    base = data_dir / root / table.namespace / f"{table.name}-{table.table_id}"
+    base = table_dirs(data_dir, table)
     return base / encode_user(user_id) if table.is_user_scoped and user_id is not None else base
 
 
@@ -207,7 +206,7 @@ def stream_bucket_ms(ttl_seconds: int) -> int:
 async def _flush_stream(engine: Engine, part: Partition) -> int:
     """STREAM flush: hot rows go to one segment per time bucket; whole segments past the TTL
     are dropped; after a hard delete of cold rows every segment is rewritten."""
-    floor = _stream_floor(engine, part.table_def)
+    floor = part.table_def.expiry_seq_floor(engine.clock.now_ms()) or 0
     entries = part.manifest.segments if part.manifest else ()
     expired = {e.file_name for e in entries if e.max_seq < floor}
     sources = [cid for cid, c in part.chunks.items() if part.needs_rewrite or not c.cold]
@@ -268,13 +267,6 @@ def _live_table(part: Partition, chunks: list, drop_expired_before: int | None) 
     if drop_expired_before is not None:
         data = data.filter(pc.greater_equal(data.column(SEQ_COLUMN), drop_expired_before))
     return data
-
-
-def _stream_floor(engine: Engine, table: TableDef) -> int:
-    from .ids import seq_floor_for_unix_ms
-
-    ttl_ms = (table.options.ttl_seconds or 0) * 1000
-    return seq_floor_for_unix_ms(max(engine.clock.now_ms() - ttl_ms, 0))
 
 
 def _meta(data: pa.Table, first_lsn: int, last_lsn: int) -> SegmentMeta:

@@ -32,7 +32,6 @@ from sqlglot import exp
 
 from .catalog import DELETED_COLUMN, SEQ_COLUMN, SYSTEM_NAMESPACE, Catalog, TableDef
 from .errors import InvalidOperation, InvalidSql, TableNotFound
-from .ids import SEQ_EPOCH_MS
 from .partition import storage_schema
 from .permissions import check_read, require_admin
 from .session import Session
@@ -268,9 +267,7 @@ def snapshot_rows(table: TableDef, store: TableStore, user_id: str, now_ms: int,
         tables = [] if latest is None else [latest]
     else:
         tables = part.view(include_uncommitted=include_uncommitted)
-    floor = None
-    if table.table_type == "STREAM" and table.options.ttl_seconds:
-        floor = max((now_ms - table.options.ttl_seconds * 1000 - SEQ_EPOCH_MS) << 22, 0)
+    floor = table.expiry_seq_floor(now_ms)
     names = (*(c.name for c in table.columns), SEQ_COLUMN, DELETED_COLUMN)
     return RowSnapshot(tuple(tables), storage_schema(table), names, not show_deleted, floor)
 

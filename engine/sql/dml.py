@@ -28,7 +28,7 @@ from ..errors import (
     PermissionDenied,
 )
 from ..events import Op, RowChange
-from ..ids import SEQ_EPOCH_MS, ulid, uuid_v7
+from ..ids import ulid, uuid_v7
 from ..partition import Partition, storage_schema
 from ..permissions import check_write
 from ..query import QueryOptions, run
@@ -249,9 +249,7 @@ def _insert_versions(ctx: Ctx, table: TableDef, columns: list[ColumnDef],
         values = [_DEFAULT] * len(rows) if i is None else [row[i] for row in rows]
         values = [_default(ctx, column) if v is _DEFAULT else v for v in values]
         arrays.append(_column_array(column, values))
-    arrays.append(pa.array([ctx.engine.seq_ids.next() for _ in rows], pa.int64()))
-    arrays.append(pa.array([False] * len(rows), pa.bool_()))
-    return pa.Table.from_arrays(arrays, schema=storage_schema(table))
+    return _with_system_columns(ctx, table, arrays, len(rows), deleted=False)
 
 
 # Column kinds whose plain Python values pyarrow converts exactly as coerce_value would; any
@@ -312,12 +310,17 @@ def _checked(column: ColumnDef, value: Any) -> Any:
 
 def _versions(ctx: Ctx, table: TableDef, rows: list[list[Any]], *, deleted: bool = False
               ) -> pa.Table:
-    schema = storage_schema(table)
-    arrays = [pa.array([row[i] for row in rows], type=schema.field(i).type)
-              for i in range(len(table.columns))]
-    arrays.append(pa.array([ctx.engine.seq_ids.next() for _ in rows], pa.int64()))
-    arrays.append(pa.array([deleted] * len(rows), pa.bool_()))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    arrays = [pa.array([row[i] for row in rows], type=column.type.arrow_type())
+              for i, column in enumerate(table.columns)]
+    return _with_system_columns(ctx, table, arrays, len(rows), deleted=deleted)
+
+
+def _with_system_columns(ctx: Ctx, table: TableDef, arrays: list[pa.Array], count: int, *,
+                         deleted: bool) -> pa.Table:
+    """New versions: the user columns plus a fresh ``_seq`` each and ``_deleted``."""
+    seqs = pa.array([ctx.engine.seq_ids.next() for _ in range(count)], pa.int64())
+    flags = pa.array([deleted] * count, pa.bool_())
+    return pa.Table.from_arrays([*arrays, seqs, flags], schema=storage_schema(table))
 
 
 def _check_unique(part: Partition, table: TableDef, versions: pa.Table, now_ms: int) -> None:
@@ -334,11 +337,11 @@ def _check_unique(part: Partition, table: TableDef, versions: pa.Table, now_ms: 
 
 def _expired(part: Partition, table: TableDef, key: Any, now_ms: int) -> bool:
     """A STREAM row older than TTL_SECONDS: no query sees it, so it holds no key (§3.9)."""
-    if table.table_type != "STREAM" or not table.options.ttl_seconds:
+    floor = table.expiry_seq_floor(now_ms)
+    if floor is None:
         return False
     latest = part.latest(key)
     assert latest is not None
-    floor = (now_ms - table.options.ttl_seconds * 1000 - SEQ_EPOCH_MS) << 22
     return latest.column(SEQ_COLUMN)[0].as_py() < floor
 
 
