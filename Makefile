@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ./data
 
-.PHONY: install run test test-slow fuzz bench bench-engine lint clean
+.PHONY: install run test test-slow fuzz bench bench-engine bench-http bench-live bench-topics lint clean
 
 # Creates or updates .venv with the pinned dependencies (re-runs when pyproject.toml changes).
 install: $(STAMP)
@@ -39,6 +39,23 @@ bench: $(STAMP)
 # SQL through the engine next to SQLite (~4 minutes; --quick for a smoke run).
 bench-engine: $(STAMP)
 	$(PY) -m bench.engine_sql
+
+# HTTP routes under wrk next to the bare ASGI ceiling and PostgreSQL (~12 minutes; installs wrk
+# and PostgreSQL from Debian packages when missing). Options: make bench-http ARGS=--quick
+bench-http: $(STAMP)
+	$(PY) -m bench.http_api $(ARGS)
+
+# Live queries over /v1/ws: initial load, change latency with 1/100/10,000 subscriptions,
+# memory per subscription (a few minutes; ARGS=--quick for a smoke run).
+bench-live: $(STAMP)
+	$(PY) -m bench.live $(ARGS)
+
+# Topics: HTTP consume + ack of a 1M-message topic in batches of 1/100/1,000 and the cost of
+# publishing, next to Redis streams (appendfsync always; redis-server from Debian packages,
+# redis-py from the `bench` extra). About 10 minutes; ARGS=--quick for a smoke run.
+bench-topics: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.topics $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wal engine api tools tests fuzz bench

@@ -41,6 +41,10 @@ class ServerSection:
 class StorageSection:
     data_path: str = "./data"
     fsync: str = "always"  # the WAL fsync policy: always | interval:<ms> | none
+    # WAL segment size (wal.WalConfig.segment_size_max_bytes, 64 MiB). One WAL record (so one
+    # write statement's event) may use at most half a segment, capped at the WAL's 16 MiB.
+    # Crash tests set it small so a short run rolls segments; production has no reason to.
+    wal_segment_size_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -56,10 +60,19 @@ class AuthSection:
 
 @dataclass(slots=True)
 class RateLimitSection:
+    # Per-user token bucket on POST /v1/api/sql (PROTOCOL §1.0): burst and refill both this
+    # many queries per second; 0 turns the limit off (a Sluice choice: a zero rate would
+    # refuse every query, which nobody wants).
     max_queries_per_sec: int = 100
+    max_messages_per_sec: int = 50  # client text frames per WebSocket connection (§6.6)
+    max_subscriptions_per_user: int = 10  # live queries per user, all connections (§6.5)
     max_auth_requests_per_ip_per_sec: int = 20
     max_requests_per_ip_per_sec: int = 200
     request_body_limit_bytes: int = 10 * 1024 * 1024
+    # Bulk ingestion bodies (POST /v1/api/ingest/…, a Sluice extension): 32 MiB holds a
+    # 10,000-row NDJSON body of rows up to ~3 KiB; a bigger request could not become one WAL
+    # event anyway (the engine's event_max_bytes, 16 MiB of Arrow after decoding).
+    ingest_body_limit_bytes: int = 32 * 1024 * 1024
     ban_duration_seconds: int = 300
     enable_connection_protection: bool = True
 
@@ -71,14 +84,35 @@ class CorsSection:
         "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
     allowed_headers: list[str] = field(default_factory=lambda: [
         "Authorization", "Content-Type", "Accept", "Origin", "X-Requested-With"])
+    expose_headers: list[str] = field(default_factory=list)
+    # PROTOCOL §1.0: false when [security.cors] is absent, true when the section is present
+    # but omits the key (the reference's two defaults); _apply_file implements the second.
     allow_credentials: bool = False
-    max_age: int = 3600
+    max_age: int = 3600  # seconds a browser may cache a preflight answer
 
 
 @dataclass(slots=True)
 class SecuritySection:
     trusted_proxy_ranges: list[str] = field(default_factory=list)
     cors: CorsSection = field(default_factory=CorsSection)
+    # PROTOCOL §6.1: a WebSocket upgrade without Origin is refused only when this is set.
+    strict_ws_origin_check: bool = False
+    # PROTOCOL §6.6: a larger client text frame gets MESSAGE_TOO_LARGE (socket stays open).
+    max_ws_message_size: int = 1024 * 1024
+
+
+@dataclass(slots=True)
+class WebsocketSection:
+    """PROTOCOL §6.6 timeouts (seconds), plus one Sluice limit."""
+
+    auth_timeout_secs: int = 3  # no authenticate within this → auth_error, close 1008
+    client_timeout_secs: int = 10  # silence longer than this → close 1000
+    heartbeat_interval_secs: int = 5  # how often the timeouts are checked
+    # Live changes queued per connection for its writer (the reference uses 128); a
+    # subscription whose change does not fit is dropped with an error, because a commit
+    # never waits for a socket. 1024 absorbs a burst of one change for each of a
+    # connection's 100 subscriptions ten times over.
+    notification_queue_max_messages: int = 1024
 
 
 @dataclass(slots=True)
@@ -99,6 +133,21 @@ class TopicsSection:
 
 
 @dataclass(slots=True)
+class FilesSection:
+    """PROTOCOL §5.3/§7.2 ``[files]``: FILE uploads (api/upload.py, engine/files.py)."""
+
+    max_size_bytes: int = 25 * 1024 * 1024  # per file part; 400 FILE_TOO_LARGE beyond
+    max_files_per_request: int = 20  # file parts per request; 400 TOO_MANY_FILES beyond
+    max_files_per_folder: int = 5000  # files per fNNNN folder before the next one starts
+    allowed_mime_types: list[str] = field(default_factory=list)  # [] = any; "type/*" ok
+    # Where parts are staged while they arrive; "" = <storage.data_path>/tmp (the
+    # reference's ./data/tmp). Keep it on the data directory's filesystem (moves are renames).
+    staging_path: str = ""
+    # Sluice: how often files no row version references any more are deleted.
+    release_interval_seconds: int = 60
+
+
+@dataclass(slots=True)
 class ServerConfig:
     server: ServerSection = field(default_factory=ServerSection)
     storage: StorageSection = field(default_factory=StorageSection)
@@ -108,14 +157,20 @@ class ServerConfig:
     limits: LimitsSection = field(default_factory=LimitsSection)
     execution: ExecutionSection = field(default_factory=ExecutionSection)
     topics: TopicsSection = field(default_factory=TopicsSection)
+    websocket: WebsocketSection = field(default_factory=WebsocketSection)
+    files: FilesSection = field(default_factory=FilesSection)
 
     @property
     def data_dir(self) -> Path:
         return Path(self.storage.data_path)
 
     def engine_config(self) -> EngineConfig:
+        segment = self.storage.wal_segment_size_bytes
+        wal = WalConfig(fsync=FsyncPolicy.parse(self.storage.fsync),
+                        segment_size_max_bytes=segment,
+                        record_size_max_bytes=min(WalConfig().record_size_max_bytes, segment // 2))
         return EngineConfig(
-            wal=WalConfig(fsync=FsyncPolicy.parse(self.storage.fsync)),
+            wal=wal, event_max_bytes=wal.record_size_max_bytes,
             default_query_limit_rows=self.limits.default_query_limit,
             max_query_limit_rows=self.limits.max_query_limit,
             params_max=self.execution.max_parameters,
@@ -123,6 +178,11 @@ class ServerConfig:
             bcrypt_cost=self.auth.bcrypt_cost,
             enforce_password_complexity=self.auth.enforce_password_complexity,
             root_password=self.auth.root_password,
+            topic_visibility_timeout_seconds=self.topics.visibility_timeout_secs,
+            live_subscriptions_per_user_max=self.rate_limit.max_subscriptions_per_user,
+            files_per_folder_max=self.files.max_files_per_folder,
+            file_staging_dir=self.files.staging_path or None,
+            file_release_interval_seconds=self.files.release_interval_seconds,
         )
 
 
@@ -174,6 +234,8 @@ def _apply_file(config: ServerConfig, data: dict[str, Any], origin: str) -> None
             raise ConfigError(f"{origin}: [{section}] must be a table")
         for key, value in values.items():
             if isinstance(value, dict):  # e.g. [security.cors]
+                if f"{section}.{key}" == "security.cors" and "allow_credentials" not in value:
+                    config.security.cors.allow_credentials = True  # the serde default
                 for sub_key, sub_value in value.items():
                     _set(config, f"{section}.{key}", sub_key, sub_value, origin=origin)
             else:

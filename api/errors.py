@@ -6,6 +6,8 @@ Non-admins see redacted messages where the reference redacts them, and never ``d
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,9 @@ from engine import (
 REDACTED_INVALID_SQL = "SQL statement is invalid or not allowed"
 REDACTED_FAILED = "SQL statement failed"
 REDACTED_INTERNAL = "SQL request failed"
+# A disk failing under a request (e.g. staging or moving an uploaded FILE) is a storage
+# outage, 503 like a poisoned WAL, not a 500 bug (issue 9 fault injection).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +71,13 @@ def sql_error(exc: BaseException, *, is_admin: bool, took_ms: float
     elif isinstance(exc, EngineError):
         mapping = next((m for cls, m in _ENGINE_ERRORS if isinstance(exc, cls)),
                        Mapping(400, "SQL_EXECUTION_ERROR", REDACTED_FAILED))
+    elif isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+        mapping = Mapping(503, "STORAGE_UNAVAILABLE")
     else:
         mapping = Mapping(500, "INTERNAL_ERROR", REDACTED_INTERNAL)
     message = str(exc) if isinstance(exc, EngineError) else REDACTED_INTERNAL
+    if mapping.code == "STORAGE_UNAVAILABLE" and not isinstance(exc, EngineError):
+        message = f"Storage unavailable: {os.strerror(exc.errno)}"  # no paths echoed
     index = getattr(exc, "statement_index", None)
     if index is not None and getattr(exc, "phase", None) == "execute":
         message = f"Statement {index} failed: {message}"
@@ -100,4 +109,92 @@ AUTH_ERRORS: dict[str, tuple[int, str]] = {
 
 def bearer_error(code: str, took_ms: float) -> tuple[int, dict[str, Any]]:
     status, message = AUTH_ERRORS[code]
+    return status, envelope_error({"code": code, "message": message}, took_ms)
+
+
+# PROTOCOL §1.0 "Rate limiter (post-auth)": the per-user query bucket of POST /v1/api/sql.
+QUERY_RATE_MESSAGE = "Too many queries per second. Please slow down."
+
+
+def query_rate_error(took_ms: float) -> tuple[int, dict[str, Any]]:
+    return 429, envelope_error({"code": "RATE_LIMIT_EXCEEDED", "message": QUERY_RATE_MESSAGE},
+                               took_ms)
+
+
+# PROTOCOL §2.2/§2.6: the auth endpoints' own error body ``{"error": <snake code>,
+# "message": ...}`` and the status of each code.
+AUTH_ENDPOINT_STATUS: dict[str, int] = {
+    "unauthorized": 401,
+    "account_locked": 401,
+    "forbidden": 403,
+    "already_configured": 409,
+    "user_exists": 409,
+    "weak_password": 400,
+    "invalid_user": 400,
+    "setup_required": 428,
+    "rate_limited": 429,
+    "internal_error": 500,
+}
+
+
+def auth_endpoint_error(code: str, message: str) -> tuple[int, dict[str, Any]]:
+    return AUTH_ENDPOINT_STATUS[code], {"error": code, "message": message}
+
+
+# PROTOCOL §1.0 connection protection (api/protection.py): both refusals are 429.
+PROTECTION_MESSAGES: dict[str, str] = {
+    "RATE_LIMIT_EXCEEDED": "Too many requests from this address. Please slow down.",
+    "IP_BANNED": "This address is temporarily banned after repeated rate-limit violations.",
+}
+
+
+def protection_error(code: str, retry_after_seconds: int) -> tuple[int, dict[str, Any]]:
+    return 429, {"error": code, "message": PROTECTION_MESSAGES[code],
+                 "retry_after_seconds": retry_after_seconds}
+
+
+# PROTOCOL §4.2-§4.3: the topic endpoints' error body ``{"error": <message>, "code": ...}``.
+# BAD_REQUEST (a malformed body) is a Sluice choice: the reference answers with its
+# framework's plain-text 400; we keep the topic routes' JSON shape.
+_TOPIC_ERRORS: tuple[tuple[type[EngineError], int, str], ...] = (
+    (PermissionDenied, 403, "FORBIDDEN"),
+    (NotFound, 404, "NOT_FOUND"),
+    (InvalidInput, 400, "BAD_REQUEST"),
+    (StorageUnavailable, 503, "STORAGE_UNAVAILABLE"),
+)
+
+
+def topic_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """Status and body of a failed ``/v1/api/topics/*`` request; anything unexpected is a
+    500 ``INTERNAL_ERROR`` (its text is not echoed)."""
+    for cls, status, code in _TOPIC_ERRORS:
+        if isinstance(exc, cls):
+            return status, {"error": str(exc), "code": code}
+    return 500, {"error": "Topic request failed", "code": "INTERNAL_ERROR"}
+
+
+# PROTOCOL §5.1/§5.3: a multipart upload refused while its body is read or checked. All are
+# 400 in the SQL envelope (INVALID_MIME_TYPE too: the decisions table; the reference leaks a
+# 500). MISSING_FILE (a placeholder with no part) is a code the reference declares but never
+# emits (§10 item 14); Sluice uses it rather than failing later in the parser.
+UPLOAD_ERROR_CODES = frozenset({
+    "INVALID_INPUT", "EMPTY_SQL", "INVALID_PARAMETER", "FILE_TOO_LARGE", "TOO_MANY_FILES",
+    "INVALID_MIME_TYPE", "MISSING_FILE",
+})
+
+
+def upload_error(code: str, message: str, took_ms: float) -> tuple[int, dict[str, Any]]:
+    assert code in UPLOAD_ERROR_CODES, code
+    return 400, envelope_error({"code": code, "message": message}, took_ms)
+
+
+# PROTOCOL §5.4: the download route's refusals. Table and file misses have their own small
+# bodies; the rest use the SQL envelope.
+def file_download_error(code: str, message: str, took_ms: float
+                        ) -> tuple[int, dict[str, Any]]:
+    if code == "TABLE_NOT_FOUND":
+        return 404, {"error": message}
+    if code == "FILE_NOT_FOUND":
+        return 404, {"error": "File not found", "code": "FILE_NOT_FOUND"}
+    status = {"INVALID_INPUT": 400, "PERMISSION_DENIED": 403}[code]
     return status, envelope_error({"code": code, "message": message}, took_ms)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import signal
 import sys
 from importlib import metadata
@@ -70,6 +71,7 @@ def serve_main(argv: list[str], prog: str) -> int:
         sys.stderr.write(f"{prog}: configuration error: {exc}\n")
         return EXIT_CONFIG
     refuse_h2c()
+    quiet_sql_parser_log()
     try:
         trio.run(_serve, config, prog)
     except WalCorruptionError as exc:
@@ -87,7 +89,7 @@ async def _serve(config: ServerConfig, prog: str) -> None:
 
     async with open_engine(config.data_dir, config.engine_config()) as engine:
         app = SluiceApp(engine, config)
-        shutdown, stopped = trio.Event(), trio.Event()
+        shutdown, stopped = app.shutdown, trio.Event()  # WebSockets watch app.shutdown
         async with trio.open_nursery() as nursery:
             server_scope = trio.CancelScope()
             await nursery.start(_watch_signals, shutdown, server_scope)
@@ -124,6 +126,14 @@ async def _watch_signals(shutdown: trio.Event, server_scope: trio.CancelScope,
             if shutdown.is_set():
                 server_scope.cancel()  # second signal: stop now
             shutdown.set()
+
+
+def quiet_sql_parser_log() -> None:
+    """sqlglot warns "'<the whole statement>' contains unsupported syntax" for SQL it parses
+    as a bare command, and with no logging configured that text went to stderr verbatim —
+    passwords of a mistyped ``CREATE USER … WITH PASSWORD '…'`` included (issue 9: secrets
+    never logged). The caller already gets the parse error; the log gets nothing."""
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 def hypercorn_config(config: ServerConfig) -> HypercornConfig:

@@ -141,14 +141,20 @@ async def commit_direct(engine: Engine, table_def: Any, first: int, count: int,
     the rows into that many rows per change, as a transaction of that many
     ``chunk_rows``-row INSERT statements would (one hot chunk each)."""
     step = chunk_rows or count
-    async with engine.write_lock:
-        txn = Transaction()
+    await engine.write_lock.acquire()
+    txn = Transaction()
+    try:
         part = engine.store.partition(table_def, None)
         assert part is not None
         for start in range(first, first + count, step):
             versions = arrow_versions(engine, table_def, start, min(step, first + count - start))
             _apply(txn, part, table_def, Op.INSERT, versions)
-        await engine.commit_rows(txn, ROOT.user_id)
+    except BaseException:
+        engine.abort_rows(txn)
+        engine.write_lock.release()
+        raise
+    # Pipelined like Ctx.write_rows: the lock is released once the event is queued.
+    await engine.commit_rows(txn, ROOT.user_id, unlock=True)
 
 
 async def create_table(engine: Engine, name: str) -> Any:

@@ -26,4 +26,7 @@ from .errors import PermissionDenied as PermissionDenied
 from .errors import StorageUnavailable as StorageUnavailable
 from .errors import TableNotFound as TableNotFound
 from .errors import TransactionError as TransactionError
+from .ingest import IngestResult as IngestResult
+from .ingest import ingest_body as ingest_body
+from .ingest import ingest_rows as ingest_rows
 from .session import Session as Session

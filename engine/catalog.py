@@ -18,6 +18,7 @@ from typing import Any
 
 from .events import CatalogEvent, Kind
 from .ids import seq_floor_for_unix_ms
+from .topics.state import TOPIC_KINDS, TopicCatalog
 from .types import KalamType
 
 SYSTEM_NAMESPACE = "system"
@@ -206,6 +207,7 @@ class Catalog:
         self.views: dict[tuple[str, str], ViewDef] = {}  # (namespace, name) -> view
         self.users: dict[str, User] = {}
         self.storages: dict[str, Storage] = {}
+        self.topics = TopicCatalog()  # topics, routes, group offsets (engine/topics/state.py)
         self.applied_lsn = 0
 
     # ---- lookups ---------------------------------------------------------------------
@@ -236,7 +238,10 @@ class Catalog:
         skipped, so replaying a tail that overlaps the checkpoint is harmless."""
         if lsn <= self.applied_lsn:
             return
-        _APPLY[event.kind](self, event.body)
+        if event.kind in TOPIC_KINDS:  # topic records keep the LSN they were created at
+            self.topics.apply(event.kind, event.body, lsn)
+        else:
+            _APPLY[event.kind](self, event.body)
         self.applied_lsn = lsn
 
     def _namespace_created(self, body: dict) -> None:
@@ -297,6 +302,7 @@ class Catalog:
             "views": [v.to_json() for v in self.views.values()],
             "users": [asdict(u) for u in self.users.values()],
             "storages": [asdict(s) for s in self.storages.values()],
+            "topics": self.topics.to_json(),
         }
 
     @classmethod
@@ -312,6 +318,7 @@ class Catalog:
             catalog.users[item["user_id"]] = User(**item)
         for item in data["storages"]:
             catalog.storages[item["storage_id"]] = Storage(**item)
+        catalog.topics = TopicCatalog.from_json(data.get("topics"))  # absent before topics
         catalog.applied_lsn = int(data["applied_lsn"])
         return catalog
 

@@ -47,6 +47,36 @@ class EngineConfig:
     hot_chunks_per_partition_max: int = 32
     # Largest single WAL event a write statement may produce (must fit one WAL record).
     event_max_bytes: int = 16 * MIB
+    # Topics (engine/topics/). PROTOCOL §4.2: unacked claims return after this long.
+    topic_visibility_timeout_seconds: float = 60.0
+    # Messages one consume call may return (bounds the reply and the records it reads).
+    topic_consume_limit_max: int = 10_000
+    # Longest long-poll a consume may ask for (`timeout_seconds` is capped to it).
+    topic_long_poll_max_seconds: float = 300.0
+    # Decoded WAL records kept for consumers (the hot tail is served from memory).
+    topic_record_cache_max_bytes: int = 64 * MIB
+    # How often each topic partition's index is written to disk (bounds the WAL tail a
+    # restart replays for topics, and the WAL segments topics hold).
+    topic_index_persist_interval_seconds: float = 30.0
+    # FILE uploads (engine/files.py). PROTOCOL §5.1 step 5: files per fNNNN folder before
+    # the next folder starts (keeps directories small enough to list).
+    files_per_folder_max: int = 5000
+    # Where the API stages upload parts (None: <data>/tmp, the reference's ./data/tmp); the
+    # same filesystem as <data>/files keeps the final move a rename.
+    file_staging_dir: str | None = None
+    # How often unreferenced files are looked for and deleted (a full scan of the FILE
+    # columns of every held row version, under the write lock: not every jobs round).
+    file_release_interval_seconds: float = 60.0
+    # Live queries (engine/live, PROTOCOL §6.5). Per user across connections (the API sets
+    # it from rate_limit.max_subscriptions_per_user) …
+    live_subscriptions_per_user_max: int = 10
+    # … and per connection (a fixed constant in the reference).
+    live_subscriptions_per_connection_max: int = 100
+    # Changes buffered per subscription while its initial load is paged out (reference: 1024).
+    live_load_buffer_changes_max: int = 1024
+    # Rows per initial page a client may ask for (options.batch_size; default 1000): bounds
+    # one message's size.
+    live_batch_size_max_rows: int = 10_000
 
     def __post_init__(self) -> None:
         if not 0 < self.default_query_limit_rows <= self.max_query_limit_rows:
@@ -55,5 +85,7 @@ class EngineConfig:
             raise ValueError("bcrypt_cost must be within 4..31")
         if not 0 <= self.node_id < 1024:
             raise ValueError("node_id must fit 10 bits (0..1023)")
+        if self.topic_visibility_timeout_seconds <= 0:
+            raise ValueError("topic_visibility_timeout_seconds must be positive")
         if self.event_max_bytes > self.wal.record_size_max_bytes:
             raise ValueError("event_max_bytes may not exceed the WAL's record_size_max_bytes")

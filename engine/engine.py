@@ -1,10 +1,26 @@
 """The Engine facade: lifecycle (open → replay → serve → close), the commit paths, and the
 entry point for SQL.
 
-Every write is one WAL event appended under ``write_lock`` and applied to the projections
-only once the WAL acknowledged it (see ``Partition`` for how row changes stay tentative
-until then). Holding the lock across the append keeps the projections in log order; the
-WAL's group commit still batches the appends of other writers (topics, acks) behind it.
+Every write is one WAL event queued under ``write_lock`` and made visible only once the WAL
+acknowledged it. Catalog events hold the lock until then. Row transactions are *pipelined*
+(``commit_rows``): under the lock the changes are applied tentatively, encoded, queued in the
+WAL and sealed (``Partition.seal``); the lock may then be released while the event becomes
+durable, so the next statements' events join the same group commit (one fdatasync).
+
+The protocol that keeps this safe:
+
+- queue order is log order: events are queued under the lock, and the WAL assigns LSNs in
+  queue order and acknowledges them in that order;
+- later writers see earlier staged changes (uniqueness checks, UPDATE/DELETE matching), so
+  the staged state is exactly the log's order of events;
+- readers see only published changes, and ``_settle`` publishes strictly in log order: the
+  oldest queued transaction first, once its event is durable — whichever task notices
+  first does it for everyone, before any later catalog event is applied;
+- a failed append poisons the WAL, so it and everything queued after it can never become
+  durable: ``_settle`` undoes all of them (newest first) and each statement raises
+  ``StorageUnavailable``;
+- code that needs a quiet engine (flush, compaction, retention, DDL) holds the lock and
+  calls ``settle()``, which waits until nothing is queued.
 """
 
 from __future__ import annotations
@@ -12,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,17 +38,18 @@ from typing import Any
 import pyarrow as pa
 import trio
 
-from wal import FileIO, Wal, WalError, open_wal
+from wal import FileIO, PendingAppend, Wal, WalError, open_wal
 
 from .catalog import Catalog, TableDef
 from .clock import Clock, SystemClock
 from .config import EngineConfig
 from .errors import InvalidOperation, StorageUnavailable
 from .events import CatalogEvent, RowChange, RowsCommitted, encode
+from .files import new_file_store
 from .flush import partition_dir
 from .ids import SEQ_EPOCH_MS, UNIX_EPOCH_MS, Snowflake
 from .jobs import JobBoard
-from .partition import Partition
+from .partition import Partition, _Staged
 from .replay import ProgressFn, ReplayReport, replay_wal
 from .segments import SegmentCache
 from .session import Session
@@ -57,6 +76,17 @@ class Transaction:
             self.partitions.append(part)
 
 
+@dataclass(slots=True, eq=False)
+class _Queued:
+    """A row transaction whose event is queued in the WAL and not yet published or undone."""
+
+    event: RowsCommitted
+    ticket: PendingAppend
+    staged: list[tuple[Partition, _Staged]]
+    published: bool = False
+    undone: bool = False
+
+
 class Engine:
     """Owns the WAL and every projection. Create with ``open_engine``.
 
@@ -78,9 +108,24 @@ class Engine:
         self.store.loader_factory = self._segment_loader
         self.store.merge_chunks_max = config.hot_chunks_per_partition_max
         self.jobs = JobBoard()
+        staging = Path(config.file_staging_dir) if config.file_staging_dir else None
+        self.files = new_file_store(data_dir, staging, config.files_per_folder_max, io)
+        from .topics.service import TopicService
+
+        self.topics = TopicService(self)  # topic index, claims, consume/ack (engine/topics)
+        from .live import LiveRegistry
+
+        self.live = LiveRegistry(self)  # live-query subscriptions (engine/live)
+        # Called with (event, lsn) for every published row commit, in log order, right
+        # before its partitions publish it (their reader views still show the versions it
+        # replaces). Synchronous and must not raise: nothing can observe the moment.
+        self.commit_listeners: list[Callable[[RowsCommitted, int], None]] = [
+            self.live.on_commit, self.topics.on_commit]
         self.job_nursery: trio.Nursery | None = None
         self.checkpointed_catalog_lsn = 0
+        self._checkpoint_lock = threading.Lock()  # write_catalog_checkpoint's threads
         self._wal: Wal | None = None
+        self._queued: deque[_Queued] = deque()  # pipelined row commits, in log order
 
     @property
     def wal(self) -> Wal:
@@ -108,14 +153,62 @@ class Engine:
         """Appends a catalog event and applies it. Caller holds ``write_lock``."""
         assert self.write_lock.locked()
         lsn = await self._append(encode(event))
+        self._settle()  # every row commit queued before it is durable: publish them first
         self.catalog.apply(event, lsn)
         return lsn
 
-    async def commit_rows(self, txn: Transaction, actor: str) -> int | None:
-        """Makes ``txn`` one durable event and publishes it; returns its LSN (None if the
-        transaction wrote nothing). Caller holds ``write_lock``. On failure every change is
-        undone and ``StorageUnavailable`` raised."""
+    async def commit_catalog_events(self, events: Sequence[CatalogEvent]) -> list[int]:
+        """``commit_catalog`` for several events in one group commit (one write, one fsync),
+        applied in order; for events that are independent of each other (topic acks: after
+        a crash any prefix may survive). Caller holds ``write_lock``."""
         assert self.write_lock.locked()
+        assert events
+        with trio.CancelScope(shield=True):  # as in _append: once queued, wait for it
+            try:
+                lsns = [int(x) for x in await self.wal.append_batch(
+                    [encode(event) for event in events])]
+            except WalError as exc:
+                raise StorageUnavailable(f"The write-ahead log cannot accept writes: {exc}") \
+                    from exc
+        self._settle()
+        for event, lsn in zip(events, lsns, strict=True):
+            self.catalog.apply(event, lsn)
+        return lsns
+
+    async def commit_rows(self, txn: Transaction, actor: str, *, unlock: bool = False
+                          ) -> int | None:
+        """Makes ``txn`` one durable event and publishes it; returns its LSN (None if the
+        transaction wrote nothing). The single place row transactions are committed.
+
+        Caller holds ``write_lock``. With ``unlock=True`` this releases it (whether it
+        returns or raises) as soon as the event is queued, then waits for durability
+        without it (pipelined: see the module docstring); the caller must not release it
+        again. On failure every change of ``txn`` is undone and ``StorageUnavailable`` (or
+        ``InvalidOperation`` for an oversized event) raised. Cancellation: before the event
+        is queued it aborts ``txn``; after, the wait is shielded, because the event may
+        still become durable and the projections must then show it.
+        """
+        assert self.write_lock.locked()
+        try:
+            queued = await self._queue_rows(txn, actor)
+        finally:
+            if unlock:
+                self.write_lock.release()
+        if queued is None:
+            return None
+        with trio.CancelScope(shield=True), contextlib.suppress(WalError):
+            await queued.ticket.wait()
+        self._settle()
+        error = queued.ticket.error
+        if error is not None:
+            assert queued.undone
+            raise StorageUnavailable(f"The write-ahead log cannot accept writes: {error}") \
+                from error
+        assert queued.published
+        return int(queued.ticket.lsn)
+
+    async def _queue_rows(self, txn: Transaction, actor: str) -> _Queued | None:
+        """Under the lock: encodes ``txn``, queues its event and seals its partitions."""
         if not txn.changes:
             self.abort_rows(txn)
             return None
@@ -126,18 +219,55 @@ class Engine:
                 raise InvalidOperation(
                     f"The statement writes {len(payload)} bytes in one transaction; the limit "
                     f"is {self.config.event_max_bytes} bytes (event_max_bytes). Split it.")
-            lsn = await self._append(payload)
+            ticket = await self.wal.enqueue(payload)
+        except WalError as exc:
+            self.abort_rows(txn)
+            raise StorageUnavailable(f"The write-ahead log cannot accept writes: {exc}") \
+                from exc
         except BaseException:
             self.abort_rows(txn)
             raise
-        now = self.clock.now_ms()
-        for part in txn.partitions:
-            part.commit(lsn)
-            if not part.hot_since_ms:
-                part.hot_since_ms = now
+        queued = _Queued(event, ticket, [(part, part.seal()) for part in txn.partitions])
+        self._queued.append(queued)
         txn.changes.clear()
         txn.partitions.clear()
-        return lsn
+        return queued
+
+    def _settle(self) -> None:
+        """Publishes every queued row commit that is durable, oldest first; at the first
+        failed one, undoes it and everything queued after it (all doomed: the WAL is
+        poisoned). Synchronous, so readers never see a partial publication."""
+        queued = self._queued
+        while queued and queued[0].ticket.done:
+            if queued[0].ticket.error is not None:
+                doomed = list(queued)
+                queued.clear()
+                for entry in reversed(doomed):
+                    for part, _ in reversed(entry.staged):
+                        part.fail_staged()
+                    entry.undone = True
+                return
+            self._publish(queued.popleft())
+
+    def _publish(self, entry: _Queued) -> None:
+        lsn, now = int(entry.ticket.lsn), self.clock.now_ms()
+        for listener in self.commit_listeners:  # topics, live queries
+            listener(entry.event, lsn)
+        for part, staged in entry.staged:
+            part.publish(staged, lsn)
+            if not part.hot_since_ms:
+                part.hot_since_ms = now
+        entry.published = True
+
+    async def settle(self) -> None:
+        """Waits until no row commit is queued: each is published or undone. Call under
+        ``write_lock`` (so nothing new is queued meanwhile) before relying on chunk LSNs or
+        on the views being final (flush, compaction, retention, DDL). Cancellable."""
+        assert self.write_lock.locked()
+        while self._queued:
+            with contextlib.suppress(WalError):
+                await self._queued[-1].ticket.wait()
+            self._settle()
 
     def abort_rows(self, txn: Transaction) -> None:
         for part in reversed(txn.partitions):
@@ -175,12 +305,14 @@ class Engine:
         from .flush import load_cold_partitions
 
         load_cold_partitions(self)
+        self.topics.load_indexes()  # topics: persisted offset indexes (engine/topics/)
         # Retention only releases WAL segments every projection has checkpointed, so the
         # oldest record still in the log is a safe start for all of them; each projection
         # skips what its own watermark already covers.
         self.replay_report = replay_wal(
             self.wal_dir, self.catalog, self.store, from_lsn=self.wal.first_lsn,
-            record_size_max_bytes=self.config.wal.record_size_max_bytes, progress=progress)
+            record_size_max_bytes=self.config.wal.record_size_max_bytes, progress=progress,
+            on_rows=self.topics.replayed)
         now = self.clock.now_ms()
         for part in self.store.partitions.values():
             self.seq_ids.advance_past(part.max_seq())
@@ -196,13 +328,18 @@ class Engine:
 
     def write_catalog_checkpoint(self, snapshot: dict) -> None:
         """Worker thread: durably records a catalog snapshot (mode 0600: it holds password
-        hashes)."""
-        directory = self.data_dir / "checkpoints"
-        self.io.makedirs(directory)
-        body = json.dumps(snapshot, sort_keys=True).encode()
-        self.io.replace_atomically(directory / CATALOG_CHECKPOINT, body)
-        os.chmod(directory / CATALOG_CHECKPOINT, 0o600)
-        self.checkpointed_catalog_lsn = int(snapshot["applied_lsn"])
+        hashes). Thread-safe: writers are serialized (CLUSTER SNAPSHOT and the retention job
+        share one temp file; issue 9 found them racing), and a snapshot older than the one
+        on disk is skipped, so the checkpoint never moves backwards."""
+        with self._checkpoint_lock:
+            if int(snapshot["applied_lsn"]) < self.checkpointed_catalog_lsn:
+                return
+            directory = self.data_dir / "checkpoints"
+            self.io.makedirs(directory)
+            body = json.dumps(snapshot, sort_keys=True).encode()
+            self.io.replace_atomically(directory / CATALOG_CHECKPOINT, body)
+            os.chmod(directory / CATALOG_CHECKPOINT, 0o600)
+            self.checkpointed_catalog_lsn = int(snapshot["applied_lsn"])
 
 
 @contextlib.asynccontextmanager
@@ -231,6 +368,7 @@ async def open_engine(data_dir: Path | str, config: EngineConfig | None = None, 
             finally:
                 nursery.cancel_scope.cancel()
         if engine.healthy:
+            await engine.topics.persist_indexes(force=True)  # topics: no tail to replay
             snapshot = engine.catalog_snapshot(int(wal.committed_lsn))
             await trio.to_thread.run_sync(engine.write_catalog_checkpoint, snapshot)
         engine._wal = None

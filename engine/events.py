@@ -11,7 +11,8 @@ Payload layout, version 1 (integers little-endian)
     6+M     ...   row events only: the Arrow IPC *stream* bytes of each change, back to back;
                   ``meta["changes"][i]["bytes"]`` gives each one's length
 
-Catalog events (namespaces, tables, views, users, storages) carry everything in the metadata.
+Catalog events (namespaces, tables, views, users, storages, topics and consumer-group
+offsets) carry everything in the metadata.
 ``ROWS_COMMITTED`` is one committed transaction: every row change of every statement in it,
 so a transaction is one WAL record — all of it survives a crash or none of it does.
 
@@ -52,6 +53,13 @@ class Kind(enum.IntEnum):
     STORAGE_ALTERED = 31
     STORAGE_DROPPED = 32
     ROWS_COMMITTED = 40
+    # Topics (engine/topics/): definitions, routes, consumer-group offsets, trims.
+    TOPIC_CREATED = 50
+    TOPIC_SOURCE_ADDED = 51
+    TOPIC_DROPPED = 52
+    TOPIC_CLEARED = 53  # CLEAR TOPIC: every partition's messages so far are released
+    TOPIC_OFFSET_ACKED = 54  # a consumer group's committed offset (inclusive, monotonic)
+    TOPIC_TRIMMED = 55  # retention released a partition's oldest messages
 
 
 class Op(enum.StrEnum):
@@ -86,6 +94,9 @@ class RowChange:
     user_id: str | None  # partition owner for USER/STREAM tables; None for SHARED
     op: Op
     batch: pa.RecordBatch
+    # UPDATE only: ids of the columns the statement assigned (topics' ``diff`` payloads);
+    # None when unknown (other ops, events written before this field existed).
+    assigned: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +120,17 @@ def encode(event: Event) -> bytes:
     meta = {
         "ts_ms": event.ts_ms,
         "actor": event.actor,
-        "changes": [
-            {"table_id": c.table_id, "user_id": c.user_id, "op": str(c.op),
-             "rows": c.batch.num_rows, "bytes": len(blob)}
-            for c, blob in zip(event.changes, blobs, strict=True)
-        ],
+        "changes": [_change_meta(c, blob) for c, blob in zip(event.changes, blobs, strict=True)],
     }
     return _frame(Kind.ROWS_COMMITTED, meta, b"".join(blobs))
+
+
+def _change_meta(change: RowChange, blob: bytes) -> dict:
+    meta = {"table_id": change.table_id, "user_id": change.user_id, "op": str(change.op),
+            "rows": change.batch.num_rows, "bytes": len(blob)}
+    if change.assigned is not None:  # optional key: older decoders ignore it
+        meta["assigned"] = list(change.assigned)
+    return meta
 
 
 def decode(payload: bytes) -> Event:
@@ -132,8 +147,10 @@ def decode(payload: bytes) -> Event:
             batch = _read_ipc(rest[offset : offset + size])
             if batch.num_rows != int(item["rows"]):
                 raise EventDecodeError("row count does not match the metadata")
+            assigned = item.get("assigned")
             changes.append(RowChange(int(item["table_id"]), item["user_id"], Op(item["op"]),
-                                     batch))
+                                     batch, None if assigned is None
+                                     else tuple(int(i) for i in assigned)))
             offset += size
         if offset != len(rest):
             raise EventDecodeError("trailing bytes after the last row change")
@@ -151,7 +168,8 @@ def describe(payload: bytes) -> str:
     except EventDecodeError as exc:
         return f"undecodable event ({exc})"
     if isinstance(event, CatalogEvent):
-        name = event.body.get("name") or event.body.get("user_id") or event.body.get("id", "")
+        name = (event.body.get("topic_id") or event.body.get("name")
+                or event.body.get("user_id") or event.body.get("id", ""))
         return f"{event.kind.name} {name}".rstrip()
     parts = [f"{c.op} {c.batch.num_rows} row(s) table_id={c.table_id}"
              + (f" user={c.user_id}" if c.user_id else "") for c in event.changes]

@@ -153,8 +153,10 @@ def attach_cold(part: Partition, cold: ColdPartition) -> None:
 
 async def flush_partition(engine: Engine, part: Partition) -> int:
     """Writes the partition's hot rows to a segment; returns the rows flushed (0: nothing to
-    do). Takes the write lock, so no tentative change is in flight while chunks move."""
+    do). Takes the write lock and settles queued commits, so no tentative change is in flight
+    while chunks move."""
     async with engine.write_lock:
+        await engine.settle()  # no queued (not yet durable) chunk may reach a segment
         if not _registered(engine, part):
             return 0
         if part.table_def.table_type == "STREAM":
@@ -184,6 +186,7 @@ async def flush_partition(engine: Engine, part: Partition) -> int:
 async def compact_partition(engine: Engine, part: Partition) -> int:
     """Merges every segment (and hot rows) into one segment of latest versions only."""
     async with engine.write_lock:
+        await engine.settle()
         if not part.chunks or not _registered(engine, part):
             return 0
         data = _live_table(part, list(part.chunks.values()), drop_expired_before=None)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .errors import EngineError
+from .files import clear_staging, sweep_due, sweep_files
 from .flush import flush_partition
 
 if TYPE_CHECKING:
@@ -60,16 +61,38 @@ class JobBoard:
 async def run_jobs(engine: Engine, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                    ) -> None:
     """The job loop; runs until cancelled. Starts the job nursery and reports readiness."""
+    await _start_files(engine)
     async with trio.open_nursery() as nursery:
         engine.job_nursery = nursery
         task_status.started()
-        last_eviction = trio.current_time()
+        last_eviction = last_release = trio.current_time()
         while True:
             await trio.sleep(engine.config.jobs_interval_seconds)
             evict = trio.current_time() - last_eviction >= STREAM_EVICTION_INTERVAL_SECONDS
             if evict:
                 last_eviction = trio.current_time()
             await _round(engine, evict_streams=evict)
+            if trio.current_time() - last_release >= engine.config.file_release_interval_seconds:
+                last_release = trio.current_time()
+                await _release_files(engine)
+
+
+async def _start_files(engine: Engine) -> None:
+    """Before anything is served: staging leftovers and orphaned files of a killed process
+    are removed (engine/files.py). A failure is logged; the next release round retries."""
+    try:
+        await clear_staging(engine)
+        if engine.healthy:
+            await sweep_files(engine)
+    except (EngineError, OSError) as exc:
+        log.warning("start-up file sweep failed: %s", exc)
+
+
+async def _release_files(engine: Engine) -> None:
+    """Deletes files no held row version references: only once files were ever stored, and
+    only when rows, placements or chunks changed since the last sweep."""
+    if engine.healthy and sweep_due(engine) and await trio.Path(engine.files.root).is_dir():
+        await run_job(engine, "FileRelease", "files", lambda: sweep_files(engine))
 
 
 async def _round(engine: Engine, *, evict_streams: bool) -> None:
@@ -79,7 +102,10 @@ async def _round(engine: Engine, *, evict_streams: bool) -> None:
         if _flush_due(engine, part, evict_streams):
             await run_job(engine, "Flush", part.table_def.qualified_name,
                           lambda p=part: flush_partition(engine, p))
-    await retain(engine)
+    try:
+        await retain(engine)
+    except (EngineError, OSError) as exc:  # e.g. a full disk: the next round retries
+        log.warning("WAL retention failed: %s", exc)
 
 
 def _flush_due(engine: Engine, part: Partition, evict_streams: bool) -> bool:
@@ -130,15 +156,18 @@ async def _execute(engine: Engine, record: JobRecord, work: Callable[[], Awaitab
 
 
 async def retain(engine: Engine) -> int:
-    """Checkpoints the catalog, then releases the WAL segments no projection needs; returns
-    how many segments were deleted."""
+    """Checkpoints the catalog, then releases the WAL segments no projection needs (nor a
+    topic: engine/topics/retention.py); returns how many segments were deleted."""
+    await engine.topics.persist_indexes()
     async with engine.write_lock:
-        covered = int(engine.wal.committed_lsn)
-        bound = covered
+        await engine.settle()  # queued row commits' chunks carry their LSNs once published
+        bound = int(engine.wal.committed_lsn)
         for part in engine.store.partitions.values():
             hot = [c.first_lsn for c in part.chunks.values() if not c.cold]
             if hot:
                 bound = min(bound, min(hot) - 1)
+        bound = await engine.topics.retain(bound)  # may append TOPIC_TRIMMED events
+        covered = int(engine.wal.committed_lsn)
         if bound + 1 <= engine.wal.first_lsn:
             return 0
         snapshot = engine.catalog_snapshot(covered)

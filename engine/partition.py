@@ -9,16 +9,34 @@ For tables with a primary key, ``pk_loc`` maps each key to its latest version (i
 tombstones, which are versions with ``_deleted = true``).
 
 Changes are *tentative* first: ``begin()`` freezes the view readers get, the statement or
-transaction applies its changes (recording undo steps), then ``commit()`` publishes them
-once the WAL made the event durable, or ``rollback()`` undoes them. Readers therefore never
-see uncommitted data, and a failed statement leaves nothing behind.
+transaction applies its changes (recording undo steps), then either ``rollback()`` undoes
+them, or ``seal()`` closes them once their WAL event is queued. Sealed changes are *staged*:
+still invisible to readers, but seen by later writers (uniqueness, UPDATE/DELETE matching),
+because the log orders them before anything queued later. Several transactions may be
+staged at once (pipelined commits: the engine releases its write lock while the WAL makes
+them durable, so they share an fsync). The engine then, strictly in log order:
 
-Task safety: mutated only from the trio thread, under the engine's write lock. ``view()``
-returns immutable Arrow tables that worker threads may use freely.
+- ``publish(staged, lsn)`` once the event is durable: the readers' view moves to the state
+  right after that transaction (``_Staged.view_after``, captured when the next transaction
+  began), or to the live state when nothing else is staged or open;
+- ``fail_staged()`` when an append failed: the log is poisoned, so every staged transaction
+  is doomed and all are undone, newest first. If a transaction is open at that moment (its
+  undo steps sit on top of the staged ones), the undo waits for its ``rollback``/``seal``.
+
+Readers therefore never see data that is not durable, they see commits in log order, and a
+failed statement leaves nothing behind. Chunks that staged or open changes refer to (their
+own new chunks, and older chunks whose rows they masked) are *pinned*: merging leaves them
+alone, so every undo step stays valid.
+
+Task safety: mutated only from the trio thread; ``begin``/``seal``/``rollback`` under the
+engine's write lock, ``publish``/``fail_staged`` in log order by the engine's commit path.
+``view()`` returns immutable Arrow tables that worker threads may use freely.
 """
 
 from __future__ import annotations
 
+import functools
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,12 +116,25 @@ def keep_mask(length: int, dead: set[int]) -> pa.BooleanArray:
     return pa.BooleanArray.from_buffers(pa.bool_(), length, [None, pa.py_buffer(bitmap)])
 
 
+_SCHEMA_CACHE_MAX = 256  # distinct column layouts whose storage schema is kept built
+_schema_cache: dict[tuple, pa.Schema] = {}
+
+
 def storage_schema(table_def: TableDef) -> pa.Schema:
-    fields = [pa.field(c.storage_name, c.type.arrow_type(), nullable=True)
-              for c in table_def.columns]
-    fields.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
-    fields.append(pa.field(DELETED_COLUMN, pa.bool_(), nullable=False))
-    return pa.schema(fields)
+    """The storage schema of ``table_def``'s columns (built once per column layout: every
+    write and every aligned read needs it)."""
+    key = tuple((c.id, c.type) for c in table_def.columns)
+    schema = _schema_cache.get(key)
+    if schema is None:
+        fields = [pa.field(c.storage_name, c.type.arrow_type(), nullable=True)
+                  for c in table_def.columns]
+        fields.append(pa.field(SEQ_COLUMN, pa.int64(), nullable=False))
+        fields.append(pa.field(DELETED_COLUMN, pa.bool_(), nullable=False))
+        schema = pa.schema(fields)
+        if len(_schema_cache) >= _SCHEMA_CACHE_MAX:
+            _schema_cache.clear()
+        _schema_cache[key] = schema
+    return schema
 
 
 def align(table: pa.Table, table_def: TableDef) -> pa.Table:
@@ -128,6 +159,17 @@ def align(table: pa.Table, table_def: TableDef) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+@dataclass(slots=True, eq=False)
+class _Staged:
+    """One transaction's sealed changes to a partition, queued in the WAL, not yet durable."""
+
+    undo: list[Callable[[], None]]
+    chunks: list[Chunk]  # its new chunks, stamped with the LSN on publish
+    pins: set[int]  # ids of older chunks its undo steps refer to
+    keys: set[Any]  # primary keys whose index entry it changed
+    view_after: list[pa.Table] | None = None  # readers' view once published (see begin)
+
+
 class Partition:
     """Row versions of one partition; see the module docstring for the model."""
 
@@ -140,8 +182,12 @@ class Partition:
         self.last_lsn = 0
         self._next_chunk_id = 0
         self._frozen: list[pa.Table] | None = None
-        self._undo: list[Callable[[], None]] | None = None
-        self._pending_chunks: list[Chunk] = []
+        self._undo: list[Callable[[], None]] | None = None  # the open transaction's steps
+        self._pending_chunks: list[Chunk] = []  # the open transaction's new chunks
+        self._pins: set[int] = set()  # older chunks the open transaction's undo refers to
+        self._keys: set[Any] = set()  # primary keys the open transaction re-pointed
+        self._staged: deque[_Staged] = deque()  # sealed, not yet durable; oldest first
+        self._doomed = False  # a failure arrived while a transaction was open
         self.manifest = None  # engine.segments.Manifest of the cold data, once flushed
         self.needs_rewrite = False  # STREAM: cold rows were deleted; next flush rewrites
         self.hot_since_ms = 0  # wall time the oldest unflushed change was committed
@@ -153,18 +199,21 @@ class Partition:
     # ---- reading ---------------------------------------------------------------------
 
     def view(self, *, include_uncommitted: bool = False) -> list[pa.Table]:
-        """The latest versions (tombstones included), as immutable tables: the committed
-        state for readers, or — for the writer inside its own transaction — the state with
-        its tentative changes."""
+        """The latest versions (tombstones included), as immutable tables: the durable state
+        for readers, or — for writers, under the write lock — the state with every staged and
+        open change."""
         if self._frozen is not None and not include_uncommitted:
             return self._frozen
+        return self._live_view()
+
+    def _live_view(self) -> list[pa.Table]:
         tables = [chunk.live(self.table_def) for chunk in self.chunks.values()]
         return [t for t in tables if t.num_rows]
 
     @property
     def in_transaction(self) -> bool:
-        """True while tentative changes are pending (between begin and commit/rollback)."""
-        return self._undo is not None
+        """True while changes that readers must not see exist (open or staged)."""
+        return self._undo is not None or bool(self._staged)
 
     def max_seq(self) -> int:
         """The largest ``_seq`` of any version held (0 when empty)."""
@@ -183,6 +232,19 @@ class Partition:
         chunk = self.chunks[loc[0]]
         return align(chunk.table.slice(loc[1], 1), self.table_def)
 
+    def visible_latest(self, key: Any) -> list[pa.Table]:
+        """What a reader sees of ``key``: its latest durable version (maybe a tombstone) as
+        one-row tables, or an empty list. The index answers unless an open or staged change
+        re-pointed the key; then the readers' view is searched."""
+        if self.in_transaction and (key in self._keys
+                                    or any(key in staged.keys for staged in self._staged)):
+            pk = self.table_def.pk
+            assert pk is not None
+            found = [t.filter(pc.equal(t.column(pk.storage_name), key)) for t in self.view()]
+            return [t for t in found if t.num_rows]
+        latest = self.latest(key)
+        return [] if latest is None else [latest]
+
     def is_live_key(self, key: Any) -> bool:
         loc = self.pk_loc.get(key)
         return loc is not None and not loc[2]
@@ -190,25 +252,74 @@ class Partition:
     # ---- tentative changes -----------------------------------------------------------
 
     def begin(self) -> None:
-        """Freezes the readers' view; later changes are undoable until commit/rollback."""
-        if self._undo is None:
-            self._frozen = self.view()
-            self._undo = []
+        """Opens a transaction: later changes are undoable until ``rollback``/``seal``. The
+        readers' view stays what it is (the durable state); with staged changes pending, the
+        state after the newest of them is captured as the view to publish with it."""
+        if self._undo is not None:
+            return
+        if self._staged:
+            last = self._staged[-1]
+            if last.view_after is None:
+                last.view_after = self._live_view()
+        else:
+            self._frozen = self._live_view()
+        self._undo, self._pending_chunks, self._pins, self._keys = [], [], set(), set()
 
-    def commit(self, lsn: int) -> None:
-        """Publishes the tentative changes, stamping new chunks with their WAL ``lsn``."""
-        for chunk in self._pending_chunks:
+    def seal(self) -> _Staged:
+        """Closes the open transaction once its WAL event is queued: its changes become
+        staged, to be published by ``publish`` (or undone by ``fail_staged``)."""
+        assert self._undo is not None, "seal() without begin()"
+        staged = _Staged(self._undo, self._pending_chunks, self._pins, self._keys)
+        self._undo, self._pending_chunks, self._pins, self._keys = None, [], set(), set()
+        self._staged.append(staged)
+        if self._doomed:  # an append before it failed: it cannot become durable either
+            self._undo_staged()
+        return staged
+
+    def publish(self, staged: _Staged, lsn: int) -> None:
+        """Makes the oldest staged transaction visible, stamping its chunks with ``lsn``.
+        Called in log order, once its event is durable."""
+        assert self._staged and self._staged[0] is staged, "publish out of log order"
+        self._staged.popleft()
+        for chunk in staged.chunks:
             chunk.first_lsn = chunk.last_lsn = lsn
-        if self._pending_chunks:
+        if staged.chunks:
             self.last_lsn = max(self.last_lsn, lsn)
-        self._frozen, self._undo, self._pending_chunks = None, None, []
+        if staged.view_after is not None:  # a later transaction is staged or open
+            self._frozen = staged.view_after
+        else:
+            assert not self._staged and self._undo is None
+            self._frozen = None
         self._merge_small_hot_chunks()
 
     def rollback(self) -> None:
-        undo, self._undo, self._frozen = self._undo or [], None, None
-        self._pending_chunks = []
+        """Undoes the open transaction (and, after a failure, every staged one)."""
+        undo, self._undo = self._undo or [], None
+        self._pending_chunks, self._pins, self._keys = [], set(), set()
         for step in reversed(undo):
             step()
+        if self._doomed:
+            self._undo_staged()
+        elif self._staged:
+            self._staged[-1].view_after = None  # the state after it is the live one again
+        else:
+            self._frozen = None
+
+    def fail_staged(self) -> None:
+        """A WAL append failed: undoes every staged transaction (none can become durable
+        once the log is poisoned), newest first — after the open one, if any, is undone."""
+        if self._undo is not None:
+            self._doomed = True
+            return
+        self._undo_staged()
+
+    def _undo_staged(self) -> None:
+        assert self._undo is None
+        while self._staged:
+            staged = self._staged.pop()
+            for step in reversed(staged.undo):
+                step()
+        self._frozen, self._doomed = None, False
 
     def _record(self, step: Callable[[], None]) -> None:
         if self._undo is not None:
@@ -218,7 +329,7 @@ class Partition:
                         segment: str | None = None) -> None:
         """Adds row versions; each supersedes the previous version of its key.
 
-        ``lsn=None`` inside ``begin()``: tentative, stamped by ``commit(lsn)``. Replay passes
+        ``lsn=None`` inside ``begin()``: tentative, stamped by ``publish``. Replay passes
         the event's LSN and no ``begin()``: permanent at once.
         """
         if versions.num_rows == 0:
@@ -230,23 +341,48 @@ class Partition:
         self.chunks[chunk_id] = chunk
         if lsn is None:
             self._pending_chunks.append(chunk)
+            self._pins.add(chunk_id)
             self._record(lambda: self.chunks.pop(chunk_id))
         else:
             self.last_lsn = max(self.last_lsn, lsn)
         pk = self.table_def.pk
         if pk is not None:
             keys = versions.column(pk.storage_name).to_pylist()
-            deleted = versions.column(DELETED_COLUMN).to_pylist()
+            deleted = versions.column(DELETED_COLUMN)
+            deleted = deleted.to_pylist() if deleted.null_count or pc.any(deleted).as_py() \
+                else [False] * len(keys)
             if lsn is None:
-                for row, (key, is_deleted) in enumerate(zip(keys, deleted, strict=True)):
-                    self._supersede(key, (chunk_id, row, is_deleted))
+                self._index_tentatively(chunk_id, keys, deleted)
             else:
                 self._index_permanently(chunk_id, keys, deleted)
         if lsn is not None:
             self._merge_small_hot_chunks()
 
+    def _index_tentatively(self, chunk_id: int, keys: list[Any], deleted: list[bool]) -> None:
+        """Points each key at its new version, recording undo steps: one for all keys that
+        were absent (the common INSERT case), one per superseded version (pinning its
+        chunk). The bulk step is recorded first, so it runs last: a key repeated within the
+        batch is restored to its earlier row, then removed."""
+        pk_loc, chunks = self.pk_loc, self.chunks
+        self._keys.update(keys)
+        added: list[Any] = []
+        self._record(lambda: [pk_loc.pop(key) for key in added])
+        for row, key in enumerate(keys):
+            old = pk_loc.get(key)
+            pk_loc[key] = (chunk_id, row, deleted[row])
+            if old is None:
+                added.append(key)
+                continue
+            chunks[old[0]].kill(old[1])
+            self._pins.add(old[0])
+            self._record(functools.partial(self._restore, key, old))
+
+    def _restore(self, key: Any, old: tuple[int, int, bool]) -> None:
+        self.pk_loc[key] = old
+        self.chunks[old[0]].revive(old[1])
+
     def _index_permanently(self, chunk_id: int, keys: list[Any], deleted: list[bool]) -> None:
-        """Replay's bulk form of ``_supersede``: nothing to undo, so no closures."""
+        """Replay's form of ``_index_tentatively``: nothing to undo, so no closures."""
         pk_loc, chunks = self.pk_loc, self.chunks
         for row, key in enumerate(keys):
             old = pk_loc.get(key)
@@ -258,9 +394,12 @@ class Partition:
         """Keeps the chunk count bounded: once more than ``merge_chunks_max`` small hot
         chunks exist, their live rows become one chunk. Each row is merged at most once
         (a merged chunk is no longer small), so the cost is amortised O(1) per row."""
+        if self._undo is not None:
+            return
+        pinned = self._pins.union(*(staged.pins for staged in self._staged))
         small = [cid for cid, c in self.chunks.items()
-                 if not c.cold and c.num_rows < MERGE_SMALL_CHUNK_ROWS]
-        if len(small) <= self.merge_chunks_max or self._undo is not None:
+                 if not c.cold and c.num_rows < MERGE_SMALL_CHUNK_ROWS and cid not in pinned]
+        if len(small) <= self.merge_chunks_max:
             return
         parts = [self.chunks[cid] for cid in small]
         merged = pa.concat_tables([c.live(self.table_def) for c in parts]).combine_chunks()
@@ -278,28 +417,15 @@ class Partition:
             for row, key in enumerate(keys):
                 self.pk_loc[key] = (chunk_id, row, deleted[row])
 
-    def _supersede(self, key: Any, loc: tuple[int, int, bool]) -> None:
-        old = self.pk_loc.get(key)
-        self.pk_loc[key] = loc
-        if old is None:
-            self._record(lambda: self.pk_loc.pop(key))
-            return
-        old_chunk = self.chunks[old[0]]
-        old_chunk.kill(old[1])
-
-        def undo() -> None:
-            self.pk_loc[key] = old
-            old_chunk.revive(old[1])
-
-        self._record(undo)
-
     def remove_by_seq(self, seqs: Iterable[int]) -> int:
         """Masks the versions whose ``_seq`` is listed (STREAM delete and expiry)."""
         wanted = pa.array(sorted(set(seqs)), pa.int64())
         removed = 0
-        for chunk in self.chunks.values():
+        for cid, chunk in self.chunks.items():
             found = pc.is_in(chunk.table.column(SEQ_COLUMN), value_set=wanted)
             hits = [row for row in pc.indices_nonzero(found).to_pylist() if row not in chunk.dead]
+            if hits and self._undo is not None:
+                self._pins.add(cid)
             for row in hits:
                 chunk.kill(row)
                 self._record(lambda c=chunk, r=row: c.revive(r))
@@ -311,8 +437,10 @@ class Partition:
     def replace_chunks(self, chunk_ids: list[int], written: list[tuple[pa.Table, str]],
                        lsn: int) -> None:
         """Replaces chunks by cold chunks holding exactly what a flush, compaction or stream
-        rewrite wrote to the named segment files. Not undoable: call outside ``begin()``."""
+        rewrite wrote to the named segment files. Not undoable: call with nothing open or
+        staged (the engine's ``settle``)."""
         assert self._undo is None
+        assert not self._staged
         for cid in chunk_ids:
             del self.chunks[cid]
         if not any(not c.cold for c in self.chunks.values()):

@@ -3,7 +3,7 @@ the message the protocol shows, or returns."""
 
 from __future__ import annotations
 
-from .catalog import SYSTEM_NAMESPACE, TableDef
+from .catalog import SYSTEM_NAMESPACE, Catalog, TableDef
 from .errors import PermissionDenied
 from .session import Session
 
@@ -85,3 +85,13 @@ def check_impersonation(actor: Session, target_user: str, target_role: str) -> N
     if target_role not in _IMPERSONATION_TARGETS[actor.role]:
         raise PermissionDenied(f"EXECUTE AS USER is not authorized: actor '{actor.user_id}' "
                                f"({actor.role}) cannot target '{target_user}' ({target_role})")
+
+
+def impersonated(catalog: Catalog, actor: Session, target_user: str) -> Session:
+    """The session ``actor`` runs as on behalf of ``target_user`` (EXECUTE AS USER, and the
+    ingest endpoint's ``?user_id=``): the target's id with role ``user``. A user id the
+    catalog does not know counts as role ``user`` (PROTOCOL §2.7), so it may be targeted.
+    Raises ``PermissionDenied``."""
+    target = catalog.live_user(target_user)
+    check_impersonation(actor, target_user, target.role if target else "user")
+    return actor.impersonating(target_user)

@@ -30,7 +30,14 @@ import sqlglot
 from datafusion import SessionContext, SQLOptions
 from sqlglot import exp
 
-from .catalog import DELETED_COLUMN, SEQ_COLUMN, SYSTEM_NAMESPACE, Catalog, TableDef
+from .catalog import (
+    DELETED_COLUMN,
+    SEQ_COLUMN,
+    SYSTEM_NAMESPACE,
+    Catalog,
+    ColumnDef,
+    TableDef,
+)
 from .errors import InvalidOperation, InvalidSql, TableNotFound
 from .partition import storage_schema
 from .permissions import check_read, require_admin
@@ -160,6 +167,95 @@ def prepare(tree: exp.Expression, session: Session, params: list[Any], *, catalo
                          declared, direct)
 
 
+# The only arguments a point lookup's SELECT, its table reference and its LIMIT may carry.
+_POINT_SELECT_ARGS = frozenset({"expressions", "from_", "where", "limit"})
+_POINT_TABLE_ARGS = frozenset({"this", "db", "alias"})
+
+
+def prepare_point(tree: exp.Expression, session: Session, params: list[Any], *,
+                  catalog: Catalog, store: TableStore, now_ms: int, options: QueryOptions
+                  ) -> PreparedQuery | None:
+    """``prepare`` for the commonest query, a primary-key point lookup that needs no
+    DataFusion: ``SELECT <*|c|c AS x, ...> FROM [ns.]t [AS a] WHERE <pk> = <literal|$n>
+    [LIMIT n>=1]`` on a table (not a view or system table). None for anything else (the
+    caller then uses ``prepare``, which answers the same query the same way, only slower).
+
+    The tree is only read, never copied or changed (it may be shared through the statement
+    cache), and the answer is the key's latest version from the index: the returned query
+    has ``direct`` set, and ``run`` on it is a few microseconds of Arrow work that callers
+    may do on the trio thread. Raises what ``prepare`` raises for the same query:
+    PermissionDenied, or InvalidOperation for a SHARED table under EXECUTE AS USER."""
+    shape = _point_shape(tree)
+    if shape is None:
+        return None
+    node, key_column, key_node = shape
+    namespace = (node.db or session.namespace).lower()
+    if namespace == SYSTEM_NAMESPACE:
+        return None
+    table = catalog.table(namespace, node.name.lower())
+    pk = table.pk if table is not None else None
+    if table is None or pk is None or key_column.lower() != pk.name.lower():
+        return None
+    names = [*(c.name for c in table.columns), SEQ_COLUMN, DELETED_COLUMN]
+    alias = node.args.get("alias")
+    qualifier = alias.this if alias is not None else node.this
+    direct = _output_pairs(tree.expressions, names, (_identifier_name(qualifier),))
+    key = _key_value(_constant(key_node, params), pk)
+    if direct is None or key is _NO_KEY:
+        return None
+    show_deleted = options.show_deleted
+    if show_deleted is None:  # as in ``prepare``: a column named _deleted is mentioned
+        mentioned = [item.this if isinstance(item, exp.Alias) else item
+                     for item in tree.expressions]
+        show_deleted = any(isinstance(c, exp.Column) and c.name.lower() == DELETED_COLUMN
+                           for c in mentioned)
+    source = _resolve(node, session, 0, catalog=catalog, store=store, system_tables={},
+                      now_ms=now_ms, show_deleted=show_deleted, options=options, point_key=key)
+    declared = {name: (t, _flags(source, name)) for name, t in source.types.items()}
+    return PreparedQuery("", [source], {str(i + 1): v for i, v in enumerate(params)},
+                         declared, direct)
+
+
+def _point_shape(tree: exp.Expression
+                 ) -> tuple[exp.Table, str, exp.Expression] | None:
+    """(table reference, key column name, key literal or parameter) when ``tree`` is shaped
+    like a point lookup (``prepare_point``); a handful of type checks, no tree walk."""
+    if not isinstance(tree, exp.Select):
+        return None
+    if any(value for arg, value in tree.args.items() if arg not in _POINT_SELECT_ARGS):
+        return None
+    source, where, limit = tree.args.get("from_"), tree.args.get("where"), tree.args.get("limit")
+    if not isinstance(source, exp.From) or not isinstance(where, exp.Where):
+        return None
+    node = source.this
+    if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
+        return None
+    if any(value for arg, value in node.args.items() if arg not in _POINT_TABLE_ARGS):
+        return None
+    alias = node.args.get("alias")
+    if alias is not None and (alias.columns or not isinstance(alias.this, exp.Identifier)):
+        return None
+    if limit is not None and not _positive_limit(limit):
+        return None
+    condition = where.this
+    if not isinstance(condition, exp.EQ):
+        return None
+    for column, value in ((condition.this, condition.expression),
+                          (condition.expression, condition.this)):
+        if isinstance(column, exp.Column) and isinstance(column.this, exp.Identifier) \
+                and not column.table and isinstance(value, exp.Literal | exp.Parameter):
+            return node, column.name, value
+    return None
+
+
+def _positive_limit(limit: exp.Expression) -> bool:
+    if not isinstance(limit, exp.Limit) or set(k for k, v in limit.args.items() if v) \
+            != {"expression"}:
+        return False
+    value = limit.expression
+    return isinstance(value, exp.Literal) and value.is_int and int(value.this) > 0
+
+
 def expand_views(tree: exp.Expression, namespace: str, catalog: Catalog,
                   chain: tuple[tuple[str, str], ...], cte_refs: set[int]) -> bool:
     """Replaces, in place, every reference in ``tree`` to a view (not a table, not a CTE) by
@@ -262,9 +358,11 @@ def snapshot_rows(table: TableDef, store: TableStore, user_id: str, now_ms: int,
     part = store.partition(table, user_id, create=False)
     if part is None:
         tables: list[pa.Table] = []
-    elif only_key is not _NO_KEY and (include_uncommitted or not part.in_transaction):
+    elif only_key is not _NO_KEY and include_uncommitted:
         latest = part.latest(only_key)
         tables = [] if latest is None else [latest]
+    elif only_key is not _NO_KEY:
+        tables = part.visible_latest(only_key)  # never a staged (not yet durable) version
     else:
         tables = part.view(include_uncommitted=include_uncommitted)
     floor = table.expiry_seq_floor(now_ms)
@@ -291,15 +389,22 @@ def _find_point_key(tree: exp.Expression, node: exp.Table, session: Session,
         for column, value in ((conjunct.this, conjunct.expression),
                               (conjunct.expression, conjunct.this)):
             if isinstance(column, exp.Column) and column.name.lower() == pk.name.lower():
-                key = _constant(value, params)
-                if key is _NO_KEY:
-                    continue
-                try:
-                    key = coerce_value(key, pk.type, pk.name)
-                except Exception:  # let DataFusion report (or match nothing) as usual
-                    continue
-                found[id(node)] = pa.array([key], pk.type.arrow_type())[0].as_py()
-                return
+                key = _key_value(_constant(value, params), pk)
+                if key is not _NO_KEY:
+                    found[id(node)] = key
+                    return
+
+
+def _key_value(raw: Any, pk: ColumnDef) -> Any:
+    """``raw`` as the index holds primary-key values of ``pk``'s type, or ``_NO_KEY`` when it
+    does not convert (DataFusion then reports the error, or matches nothing, as usual)."""
+    if raw is _NO_KEY:
+        return _NO_KEY
+    try:
+        key = coerce_value(raw, pk.type, pk.name)
+    except Exception:
+        return _NO_KEY
+    return pa.array([key], pk.type.arrow_type())[0].as_py()
 
 
 _DIRECT_BLOCKERS = ("joins", "group", "having", "distinct", "order", "offset", "windows",
@@ -321,19 +426,45 @@ def _direct_columns(tree: exp.Expression, source: Source) -> list[tuple[str, str
     if limit is not None and not (isinstance(limit.expression, exp.Literal)
                                   and limit.expression.is_int and int(limit.expression.this) > 0):
         return None
-    names = list(source.types)
+    return _output_pairs(tree.expressions, list(source.types), None)
+
+
+def _identifier_name(node: exp.Identifier) -> str:
+    # DataFusion folds unquoted identifiers to lower case, as PostgreSQL does.
+    return node.this if node.quoted else node.this.lower()
+
+
+def _output_pairs(items: list[exp.Expression], names: list[str],
+                  qualifiers: tuple[str, ...] | None) -> list[tuple[str, str]] | None:
+    """The (output name, column) pairs of a projection of plain columns (``*``, ``c``,
+    ``c AS x``) over a table with columns ``names``; None for any other projection, an
+    unknown column or a repeated output name (DataFusion then runs or reports it).
+    ``qualifiers``: the names a qualified column may use (``t.c``); None accepts any."""
     pairs: list[tuple[str, str]] = []
-    for item in tree.expressions:
-        if isinstance(item, exp.Star):
+    for item in items:
+        if isinstance(item, exp.Star) and not any(item.args.values()):
             pairs += [(name, name) for name in names]
             continue
         column = item.this if isinstance(item, exp.Alias) else item
         if not isinstance(column, exp.Column) or not isinstance(column.this, exp.Identifier):
             return None
-        name = column.name if column.this.quoted else column.name.lower()
-        if name not in source.types:
+        if column.args.get("db") or column.args.get("catalog"):
+            return None
+        qualifier = column.args.get("table")
+        if qualifier is not None and qualifiers is not None and (
+                not isinstance(qualifier, exp.Identifier)
+                or _identifier_name(qualifier) not in qualifiers):
+            return None
+        name = _identifier_name(column.this)
+        if name not in names:
             return None  # let DataFusion report the unknown column
-        pairs.append((item.alias if isinstance(item, exp.Alias) else name, name))
+        output = name
+        if isinstance(item, exp.Alias):
+            alias = item.args.get("alias")
+            if not isinstance(alias, exp.Identifier):
+                return None
+            output = _identifier_name(alias)
+        pairs.append((output, name))
     if len({out for out, _ in pairs}) != len(pairs):
         return None
     return pairs

@@ -19,7 +19,7 @@ from pathlib import Path
 from wal import iter_frames
 
 from .catalog import Catalog
-from .events import CatalogEvent, EventDecodeError, decode
+from .events import CatalogEvent, EventDecodeError, RowsCommitted, decode
 from .store import TableStore
 
 ProgressFn = Callable[[int, int], None]  # (lsn applied, rows applied so far)
@@ -35,8 +35,10 @@ class ReplayReport:
 
 def replay_wal(wal_dir: Path, catalog: Catalog, store: TableStore, *, from_lsn: int,
                upto_lsn: int | None = None, progress: ProgressFn | None = None,
-               record_size_max_bytes: int | None = None) -> ReplayReport:
-    """Applies the log's events with LSN >= ``from_lsn`` to ``catalog`` and ``store``.
+               record_size_max_bytes: int | None = None,
+               on_rows: Callable[[RowsCommitted, int], None] | None = None) -> ReplayReport:
+    """Applies the log's events with LSN >= ``from_lsn`` to ``catalog`` and ``store``, and
+    hands each row commit to ``on_rows`` (the topic index; it skips what it covers).
 
     Raises ``WalCorruptionError`` for damaged records and ``EventDecodeError`` (with the LSN)
     for a record that is not an event: the log is the truth, so nothing is skipped silently.
@@ -53,6 +55,8 @@ def replay_wal(wal_dir: Path, catalog: Catalog, store: TableStore, *, from_lsn: 
             catalog.apply(event, frame.lsn)
         else:
             report.rows += store.apply_replayed(event, frame.lsn, catalog)
+            if on_rows is not None:
+                on_rows(event, frame.lsn)
         report.events += 1
         report.last_lsn = frame.lsn
         if progress is not None:

@@ -8,16 +8,17 @@ import pytest
 
 EXPORTS = {
     "wal": {
-        "FileIO", "FsyncPolicy", "Frame", "Lsn", "RecordTooLargeError", "RecoveryReport", "Wal",
+        "FileIO", "FsyncPolicy", "Frame", "Lsn", "PendingAppend", "RecordTooLargeError",
+        "RecoveryReport", "Wal",
         "WalClosedError", "WalConfig", "WalCorruptionError", "WalError", "WalIOError", "WalLockedError",
         "WalPoisonedError", "WalStatistics", "iter_frames", "open_wal", "read_frame_at",
     },
     "engine": {
         "AlreadyExists", "BatchParseError", "Clock", "EmptySql", "Engine", "EngineConfig",
-        "EngineError", "InvalidInput", "InvalidOperation", "InvalidParameter", "InvalidSql",
-        "InvalidValue", "ManualClock", "NotFound", "ParamsWithBatch", "PermissionDenied",
+        "EngineError", "IngestResult", "InvalidInput", "InvalidOperation", "InvalidParameter",
+        "InvalidSql", "InvalidValue", "ManualClock", "NotFound", "ParamsWithBatch", "PermissionDenied",
         "Session", "StorageUnavailable", "SystemClock", "TableNotFound", "TransactionError",
-        "open_engine",
+        "ingest_body", "ingest_rows", "open_engine",
     },
     "api": set(),
 }

@@ -1,7 +1,8 @@
 """Style rules enforced by walking the project's source (AST, no imports executed).
 
 - import direction: api -> engine -> wal, never backwards; wal uses only the standard
-  library, trio, crc32c and zstandard; tools use wal (and engine.events for decoding)
+  library, trio, crc32c and zstandard; tools use wal (and engine.events for decoding); the
+  client commands in tools/ import none of wal, engine, api
 - only wal/_io.py calls os.write / os.pwrite / os.fsync / os.fdatasync / os.rename /
   os.replace / os.unlink / os.remove inside wal/
 - no time.time() in wal/ or engine/ (use the injected clock), no asyncio, no print(
@@ -23,8 +24,14 @@ THIRD_PARTY_ALLOWED = {
     "engine": {"trio", "sqlglot", "pyarrow", "datafusion", "wal", "crc32c", "bcrypt"},
     "api": {"trio", "quart", "quart_trio", "hypercorn", "jwt", "bcrypt", "engine", "wal",
             "werkzeug"},
-    "tools": {"trio", "wal", "engine"},  # `sluice wal init` runs open_wal under trio.run
+    # `sluice wal init` runs open_wal under trio.run; `sluice ingest` reads Arrow files
+    "tools": {"trio", "wal", "engine", "pyarrow"},
 }
+# The client commands (`sluice sql`, `setup`, `ingest`, `consume`) talk to a server over HTTP
+# only: they import neither the engine, nor the server, nor the log.
+CLIENT_MODULES = ("tools/client.py", "tools/connect.py", "tools/render.py",
+                  "tools/statements.py", "tools/sql_shell.py", "tools/setup_cmd.py",
+                  "tools/ingest.py", "tools/consume.py")
 PROJECT = set(PACKAGES)
 IO_CALLS = {"write", "pwrite", "fsync", "fdatasync", "rename", "replace", "unlink", "remove"}
 FUNCTION_LINES_MAX = 70
@@ -58,6 +65,15 @@ def test_tidy__imports_follow_the_layer_direction(path: Path) -> None:
             f"{path}:{line}: {package}/ may not import {module}")
         if package == "tools" and top == "engine":
             assert module.startswith("engine.events"), f"{path}:{line}: tools use engine.events only"
+
+
+@pytest.mark.parametrize("name", CLIENT_MODULES)
+def test_tidy__client_modules_speak_http_only(name: str) -> None:
+    # The sql/setup/ingest/consume client must work against any server, so no server code.
+    path = ROOT / name
+    for module, line in _imports(ast.parse(path.read_text())):
+        top = module.split(".")[0]
+        assert top not in ("engine", "api", "wal"), f"{name}:{line}: the client imports {module}"
 
 
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -5,11 +5,14 @@ and a one-line help. ``main`` matches the longest path at the front of argv, imp
 module with ``importlib`` and calls ``function(argv_rest, prog) -> int``; the target parses
 its own options. Keeping targets as strings means ``sluice wal ...`` never imports the engine
 or the HTTP stack, ``sluice serve`` never imports the WAL tools, and ``tools/`` itself
-depends only on ``wal`` (and ``engine.events``). New commands (``serve``, ``replay``,
-``sql``) are new rows.
+depends only on ``wal`` (and ``engine.events``); the client commands (``sql``, ``setup``,
+``ingest``, ``consume``) speak HTTP to a server and import none of ``wal``, ``engine``,
+``api``. New commands are new rows.
 
 Exit codes are shared by every command (``EXIT_*``). argparse's usual code 2 for usage errors
-is moved to 64 (sysexits' EX_USAGE) so that 2 always means "the log is corrupt".
+is moved to 64 (sysexits' EX_USAGE) so that 2 always means "the log is corrupt". The client
+commands add theirs in ``tools.client`` (1 a refused statement, 5 server unreachable, 6
+authentication failed), chosen not to collide with 2-4.
 
 Everything writes through ``sys.stdout.write`` / ``sys.stderr.write``: reports to stdout,
 problems with the input to stderr.
@@ -81,6 +84,14 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                          "rebuild projections from the log alone, or verify them against it"),
     ("serve",): Command("api.serve:serve_main",
                         "run the HTTP server (KalamDB API) on the configured host and port"),
+    ("sql",): Command("tools.sql_shell:sql_main",
+                      "interactive SQL shell, or run -c SQL / -f FILE against a server"),
+    ("setup",): Command("tools.setup_cmd:setup_main",
+                        "first-run bootstrap of a server: root and DBA passwords"),
+    ("ingest",): Command("tools.ingest:ingest_main",
+                         "stream an NDJSON or Arrow IPC file into a table"),
+    ("consume",): Command("tools.consume:consume_main",
+                          "read a topic as a consumer group: one JSON line per message"),
 }
 GROUPS: dict[tuple[str, ...], str] = {
     (): "Sluice: a stream-first, event-sourced storage engine.",

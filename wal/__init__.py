@@ -14,6 +14,7 @@ from .errors import WalIOError as WalIOError
 from .errors import WalLockedError as WalLockedError
 from .errors import WalPoisonedError as WalPoisonedError
 from .log import Lsn as Lsn
+from .log import PendingAppend as PendingAppend
 from .log import Wal as Wal
 from .log import WalStatistics as WalStatistics
 from .log import open_wal as open_wal

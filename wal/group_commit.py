@@ -110,6 +110,16 @@ class GroupCommitWriter:
 
     async def submit(self, payloads: Sequence[bytes], size_bytes: int) -> int:
         """Queues records and waits until they are acknowledged; returns the first LSN."""
+        return await self.wait(await self.enqueue(payloads, size_bytes))
+
+    async def enqueue(self, payloads: Sequence[bytes], size_bytes: int) -> _Pending:
+        """Queues records without waiting for them; ``wait`` on the result for the outcome.
+
+        Records get LSNs in queue order, and batches complete in LSN order: when one
+        ``_Pending`` is done, every one queued before it is done too (and failed if it
+        failed: a failure poisons the writer, so everything queued after fails as well).
+        Cancellation before the record is queued raises and queues nothing.
+        """
         if self.poisoned is not None:
             raise WalPoisonedError("the WAL is poisoned by an earlier I/O error") from (
                 self.poisoned.__cause__)
@@ -124,6 +134,11 @@ class GroupCommitWriter:
                 await self._send.send(pending)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise WalClosedError("the WAL is closed") from None
+        return pending
+
+    @staticmethod
+    async def wait(pending: _Pending) -> int:
+        """Waits for a queued ``pending``; returns its first LSN or raises its error."""
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error

@@ -15,7 +15,7 @@ from ._io import FileIO
 from .config import WalConfig
 from .errors import RecordTooLargeError, WalClosedError, WalIOError, WalLockedError
 from .format import SEGMENT_HEADER_SIZE
-from .group_commit import GroupCommitWriter
+from .group_commit import GroupCommitWriter, _Pending
 from .recovery import RecoveryReport, recover
 from .scan import Frame, iter_frames
 from .segment import ActiveSegment, create_segment, delete_segment, list_segments
@@ -34,6 +34,43 @@ class WalStatistics:
     bytes_written: int
     segments_rolled: int
     poisoned: bool
+
+
+class PendingAppend:
+    """A record queued by ``Wal.enqueue``, not yet known to be acknowledged.
+
+    Records are acknowledged in the order they were queued: once ``done`` is true for one,
+    it is true for every record queued before it, and if any of those failed, this one
+    failed too (a failure poisons the log). Task safety: trio thread of the owning run.
+    """
+
+    __slots__ = ("_pending",)
+
+    def __init__(self, pending: _Pending) -> None:
+        self._pending = pending
+
+    @property
+    def done(self) -> bool:
+        """True once the record is acknowledged or has failed (never un-done)."""
+        return self._pending.done.is_set()
+
+    @property
+    def lsn(self) -> Lsn:
+        """The record's LSN; only meaningful once ``done`` and ``error`` is None."""
+        assert self._pending.done.is_set()
+        return Lsn(self._pending.first_lsn)
+
+    @property
+    def error(self) -> BaseException | None:
+        """The ``WalError`` the record failed with once ``done``; None while pending or on
+        success."""
+        return self._pending.error if self._pending.done.is_set() else None
+
+    async def wait(self) -> Lsn:
+        """Waits until the record is acknowledged; returns its LSN or raises its
+        ``WalIOError``/``WalPoisonedError``. Cancellable: the record's fate does not depend
+        on anyone waiting."""
+        return Lsn(await GroupCommitWriter.wait(self._pending))
 
 
 class Wal:
@@ -59,6 +96,19 @@ class Wal:
         durable; callers that must know use an idempotency key in the payload.
         """
         return Lsn(await self._writer.submit((self._checked(payload),), len(payload)))
+
+    async def enqueue(self, payload: bytes) -> PendingAppend:
+        """Queues one record and returns without waiting for it to be acknowledged.
+
+        Pipelining: a caller may queue under its own lock (fixing the record's place in the
+        log) and wait after releasing it, so the next caller's record joins the same group
+        commit. The record's LSN follows every record queued before it. Raises like
+        ``append`` for what is known at queue time (``RecordTooLargeError``,
+        ``WalPoisonedError``, ``WalClosedError``); the outcome comes from ``wait``.
+        Cancellation: raises before the record is queued, or returns the queued record.
+        """
+        return PendingAppend(await self._writer.enqueue((self._checked(payload),),
+                                                        len(payload)))
 
     async def append_batch(self, payloads: Sequence[bytes]) -> list[Lsn]:
         """Appends many records with consecutive LSNs in one group commit; returns the LSNs.

@@ -1,28 +1,31 @@
 """``POST /v1/api/sql`` (PROTOCOL §1.3), a raw-ASGI hot route.
 
 Order: the body limit from ``Content-Length`` (413, before anything is read; PROTOCOL §1.0),
-authentication (§1.2: 401/403), body parsing (400 ``INVALID_INPUT``), then the engine, whose
-errors are mapped by ``api.errors.sql_error``.
+authentication (§1.2: 401/403), the per-user query rate (429 ``RATE_LIMIT_EXCEEDED``, §1.0;
+one dict lookup in ``app.query_limiter``), body parsing (400 ``INVALID_INPUT``), then the
+engine, whose errors are mapped by ``api.errors.sql_error``. A single statement that returns
+rows gets the streamed shape of ``api/sql_rows.py`` (``"error": null``).
 
 Request fields: ``sql`` (required string; missing or blank → 400 ``EMPTY_SQL``), ``params``
 (optional array: scalars, or — Sluice extension — an array of arrays, one INSERT per inner
 array; the engine validates the values) and ``namespace_id`` (optional string, default
 ``"default"``). Unknown fields are ignored.
 
-Not yet here: multipart requests with file parts (§1.3, §5) answer 400 ``INVALID_INPUT``
-saying so; the per-user query rate limit (§1.0) and the streamed single-SELECT shape
-(``"error": null``) are later issues.
+A ``multipart/form-data`` body (§1.3 multipart form, §5 FILE uploads) is handed to
+``api/upload.py`` before any of it is read: it is streamed, never held whole. A JSON body
+whose SQL holds a ``FILE("x")`` placeholder is 400 ``INVALID_INPUT`` (§5.1 rule 1).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, envelope_error, sql_error
+from api.errors import bearer_error, envelope_error, query_rate_error, sql_error
 from api.http import (
     BodyTooLarge,
     Receive,
@@ -33,8 +36,11 @@ from api.http import (
     read_body,
     send_json,
 )
+from api.sql_rows import is_single_rows_result, prepare_rows_response
+from api.upload import sql_multipart
 from engine import EngineError, Session
 from engine.catalog import DEFAULT_NAMESPACE
+from engine.sql.file_upload import has_file_placeholders
 
 if TYPE_CHECKING:
     from api.app import SluiceApp
@@ -77,7 +83,19 @@ async def sql(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> Non
         status, body = bearer_error(exc.code, _elapsed_ms(started))
         await send_json(send, status, body)
         return
+    limiter = app.query_limiter
+    if limiter is not None and not limiter.allow(user.user_id, time.monotonic()):
+        status, body = query_rate_error(_elapsed_ms(started))
+        # Retry-After is a Sluice addition (the reference sends none here): whole seconds,
+        # rounded up, at least 1.
+        wait_s = max(1, math.ceil(limiter.retry_after_seconds(user.user_id, time.monotonic())))
+        await send_json(send, status, body, [(b"retry-after", str(wait_s).encode())])
+        return
 
+    content_type = header(scope, b"content-type")
+    if _is_multipart(content_type):  # FILE uploads (§5): streamed, never read whole
+        await sql_multipart(app, scope, receive, send, user, content_type, started)
+        return
     try:
         raw = await read_body(scope, receive, limit)
     except BodyTooLarge as exc:
@@ -85,7 +103,7 @@ async def sql(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> Non
         return
 
     try:
-        sql_text, params, namespace = parse_request(header(scope, b"content-type"), raw)
+        sql_text, params, namespace = parse_request(content_type, raw)
     except BadRequest as exc:
         body = envelope_error({"code": exc.code, "message": exc.message},
                               _elapsed_ms(started))
@@ -95,15 +113,41 @@ async def sql(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> Non
     session = Session(user.user_id, user.role, namespace)
     try:
         results = await app.engine.execute(session, sql_text, params)
-        payload = [result.to_json() for result in results]
     except Exception as exc:  # every failure becomes an envelope
-        if not isinstance(exc, EngineError):
-            log.exception("POST /v1/api/sql failed unexpectedly")
-        status, body = sql_error(exc, is_admin=session.is_admin, took_ms=_elapsed_ms(started))
-        await send_json(send, status, body)
+        await reply_error(send, exc, session, started)
+        return
+    await reply_results(send, results, session, started)
+
+
+async def reply_error(send: Send, exc: Exception, session: Session, started: float) -> None:
+    """The error envelope for a failed execution (unexpected errors are logged)."""
+    if not isinstance(exc, EngineError):
+        log.exception("POST /v1/api/sql failed unexpectedly", exc_info=exc)
+    status, body = sql_error(exc, is_admin=session.is_admin, took_ms=_elapsed_ms(started))
+    await send_json(send, status, body)
+
+
+async def reply_results(send: Send, results: list, session: Session, started: float
+                        ) -> None:
+    """The success reply: streamed rows for a single row-returning statement (§1.3)."""
+    try:
+        if is_single_rows_result(results):
+            rows = prepare_rows_response(results[0], _elapsed_ms(started))
+        else:
+            rows, payload = None, [result.to_json() for result in results]
+    except Exception as exc:  # e.g. a row serialisation failure (500 INTERNAL_ERROR)
+        await reply_error(send, exc, session, started)
+        return
+    if rows is not None:
+        await rows.send(send)  # outside the try: once started, failures abort the stream
         return
     await send_json(send, 200, {"status": "success", "results": payload,
                                 "took": round(_elapsed_ms(started), 3)})
+
+
+def _is_multipart(content_type: str | None) -> bool:
+    return content_type is not None and content_type.strip().lower().startswith(
+        "multipart/form-data")
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -121,10 +165,6 @@ def _reject_constant(name: str) -> Any:
 def parse_request(content_type: str | None, raw: bytes
                   ) -> tuple[str, list[Any], str]:
     """``(sql, params, namespace_id)`` of a JSON request body; raises ``BadRequest``."""
-    if content_type is not None and content_type.strip().lower().startswith(
-            "multipart/form-data"):
-        raise BadRequest("INVALID_INPUT", "multipart/form-data SQL requests (file uploads) "
-                                          "are not supported yet; send application/json")
     if not _is_json(content_type):
         raise BadRequest("INVALID_INPUT", "Invalid JSON payload: Content type error")
     try:
@@ -144,6 +184,8 @@ def parse_request(content_type: str | None, raw: bytes
         params = []
     elif not isinstance(params, list):
         raise BadRequest("INVALID_INPUT", "Invalid JSON payload: \"params\" must be an array")
+    if has_file_placeholders(sql_text):  # §5.1 rule 1
+        raise BadRequest("INVALID_INPUT", "FILE placeholders require multipart/form-data")
     namespace = data.get("namespace_id")
     if namespace is None:
         namespace = DEFAULT_NAMESPACE

@@ -2,7 +2,8 @@
 
 ``Ctx.write_rows`` runs a row-changing step inside the batch's transaction (explicit BEGIN)
 or an autocommit transaction of its own; ``Ctx.write_catalog`` appends one catalog event.
-Both hold the engine's write lock, so projections change in log order.
+Both take the engine's write lock, so events are queued in log order; a row commit releases
+it once its event is queued and waits for durability without it (``Engine.commit_rows``).
 """
 
 from __future__ import annotations
@@ -63,15 +64,19 @@ class Ctx:
 
         if self.txn is not None:
             return await step(self.txn)
-        async with self.engine.write_lock:
-            txn = Transaction()
-            try:
-                result = await step(txn)
-                await self.engine.commit_rows(txn, self.session.user_id)
-            except BaseException:
-                self.engine.abort_rows(txn)
-                raise
-            return result
+        engine = self.engine
+        await engine.write_lock.acquire()
+        txn = Transaction()
+        try:
+            result = await step(txn)
+        except BaseException:
+            engine.abort_rows(txn)
+            engine.write_lock.release()
+            raise
+        # Pipelined: the lock is released once the event is queued, so the next statement's
+        # event can share this one's fsync (see engine/engine.py).
+        await engine.commit_rows(txn, self.session.user_id, unlock=True)
+        return result
 
     async def write_catalog(self, build: Callable[[], CatalogEvent | None]) -> int | None:
         """Builds (under the write lock, against the current catalog) and commits one catalog
@@ -80,6 +85,7 @@ class Ctx:
             raise InvalidOperation("DDL statements are not allowed inside a transaction; "
                                    "COMMIT or ROLLBACK first")
         async with self.engine.write_lock:
+            await self.engine.settle()  # DDL sees every earlier row commit published
             event = build()
             if event is None:
                 return None

@@ -10,6 +10,7 @@ writer's view (which includes the transaction's own earlier changes).
 from __future__ import annotations
 
 import decimal
+import itertools
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -64,11 +65,8 @@ async def insert(ctx: Ctx, statement: Insert | InsertValues) -> StatementResult:
         rows = await _source_rows(ctx, node.expression, len(columns))
 
     async def step(txn: Transaction) -> StatementResult:
-        part = ctx.engine.store.partition(table, ctx.session.user_id)
-        assert part is not None
-        versions = _insert_versions(ctx, table, columns, rows)
-        _check_unique(part, table, versions, ctx.now_ms())
-        _apply(txn, part, table, Op.INSERT, versions)
+        versions = insert_versions(ctx, txn, table, _insert_arrays(ctx, table, columns, rows),
+                                   len(rows))
         return dml_result(ctx.session.user_id, "insert", versions.num_rows)
 
     return await ctx.write_rows(step)
@@ -84,8 +82,8 @@ def _literal_rows(ctx: Ctx, rows: tuple[tuple[Any, ...], ...], width: int) -> li
         if len(rows) != 1:
             raise InvalidParameter("Batched params need an INSERT with exactly one VALUES row")
         return [[_literal(ctx, item, params) for item in rows[0]] for params in ctx.param_rows]
-    if not any(type(item) in _MARKERS for row in rows for item in row):
-        return [list(row) for row in rows]  # all literals: the common bulk case
+    if _MARKERS.isdisjoint(map(type, itertools.chain.from_iterable(rows))):
+        return list(rows)  # all literals, the common bulk case (rows are read, not changed)
     return [[_literal(ctx, item, ctx.params) for item in row] for row in rows]
 
 
@@ -238,38 +236,59 @@ async def _evaluate_expressions(ctx: Ctx, rows: list[list[Any]]) -> list[list[An
     return rows
 
 
-def _insert_versions(ctx: Ctx, table: TableDef, columns: list[ColumnDef],
-                     rows: list[list[Any]]) -> pa.Table:
-    """The new versions, built column by column: given values, else defaults; coerced and
-    checked (a fast vectorised path for the common types, ``coerce_value`` otherwise)."""
+def _insert_arrays(ctx: Ctx, table: TableDef, columns: list[ColumnDef],
+                   rows: list[list[Any]]) -> list[pa.Array]:
+    """The new rows' user columns, built column by column: given values, else defaults;
+    coerced and checked (a fast vectorised path for the common types, ``coerce_value``
+    otherwise)."""
     position = {column.id: i for i, column in enumerate(columns)}
+    given = list(zip(*rows, strict=True)) if rows else [()] * len(columns)  # column-wise
     arrays = []
     for column in table.columns:
         i = position.get(column.id)
-        values = [_DEFAULT] * len(rows) if i is None else [row[i] for row in rows]
-        values = [_default(ctx, column) if v is _DEFAULT else v for v in values]
+        values = [_DEFAULT] * len(rows) if i is None else list(given[i])
+        if _DEFAULT in values:  # identity first: plain values never equal the marker
+            values = [_default(ctx, column) if v is _DEFAULT else v for v in values]
         arrays.append(_column_array(column, values))
-    return _with_system_columns(ctx, table, arrays, len(rows), deleted=False)
+    return arrays
+
+
+def insert_versions(ctx: Ctx, txn: Transaction, table: TableDef, arrays: list[pa.Array],
+                    count: int) -> pa.Table:
+    """The INSERT tail shared by SQL INSERT and bulk ingestion (engine/ingest.py): makes
+    ``count`` new versions of ``arrays`` (the user columns in table order, already coerced
+    and NOT NULL-checked) with a fresh ``_seq`` each, refuses a primary key that is live in
+    the effective user's partition or repeats among them (``AlreadyExists``), and adds them
+    tentatively to ``txn``. Returns the versions. Caller holds the write lock."""
+    part = ctx.engine.store.partition(table, ctx.session.user_id)
+    assert part is not None
+    versions = _with_system_columns(ctx, table, arrays, count, deleted=False)
+    _check_unique(part, table, versions, ctx.now_ms())
+    _apply(txn, part, table, Op.INSERT, versions)
+    return versions
 
 
 # Column kinds whose plain Python values pyarrow converts exactly as coerce_value would; any
 # other value (or a conversion error) takes the per-value path, which owns the messages.
-_FAST_KINDS: dict[str, tuple[type, ...]] = {
-    "BigInt": (int,), "Int": (int,), "SmallInt": (int,), "Text": (str,),
-    "Double": (int, float), "Float": (int, float), "Boolean": (bool,),
-    "Timestamp": (int,), "DateTime": (int,),  # int microseconds since the epoch
+_FAST_KINDS: dict[str, frozenset[type]] = {
+    "BigInt": frozenset({int}), "Int": frozenset({int}), "SmallInt": frozenset({int}),
+    "Text": frozenset({str}), "Double": frozenset({int, float}),
+    "Float": frozenset({int, float}), "Boolean": frozenset({bool}),
+    "Timestamp": frozenset({int}), "DateTime": frozenset({int}),  # int µs since the epoch
 }
 _FAST_TEXT_CHARS_MAX = VALUE_SIZE_MAX_BYTES // 4  # UTF-8 is at most 4 bytes a character
 
 
 def _column_array(column: ColumnDef, values: list[Any]) -> pa.Array:
     allowed = _FAST_KINDS.get(column.type.kind)
-    if column.type.kind in ("Double", "Float"):
+    kinds = set(map(type, values))
+    if column.type.kind in ("Double", "Float") and decimal.Decimal in kinds:
         # Decimal literals (every non-integer number in SQL text) become floats, as
         # coerce_value would convert them; non-finite values take the checked path.
         values = [float(v) if type(v) is decimal.Decimal and v.is_finite() else v
                   for v in values]
-    if allowed is not None and _fast_ok(column, values, allowed):
+        kinds = set(map(type, values))
+    if allowed is not None and _fast_ok(column, values, kinds, allowed):
         try:
             return pa.array(values, type=column.type.arrow_type())
         except (pa.ArrowException, OverflowError, UnicodeError):
@@ -277,19 +296,24 @@ def _column_array(column: ColumnDef, values: list[Any]) -> pa.Array:
     return pa.array([_checked(column, v) for v in values], type=column.type.arrow_type())
 
 
-def _fast_ok(column: ColumnDef, values: list[Any], allowed: tuple[type, ...]) -> bool:
-    nullable = column.nullable and not column.primary_key
-    for value in values:
-        kind = type(value)
-        if value is None:
-            if not nullable:
-                return False
-            continue
-        unusual = (kind not in allowed or (kind is float and not math.isfinite(value))
-                   or (kind is str and len(value) > _FAST_TEXT_CHARS_MAX))
-        if unusual:
+def _fast_ok(column: ColumnDef, values: list[Any], kinds: set[type],
+             allowed: frozenset[type]) -> bool:
+    """Whether pyarrow may convert ``values`` (whose types are ``kinds``) directly: only
+    allowed types, NULL only where permitted, finite floats, texts within the size limit.
+    Set and ``map`` operations, so the common case costs no Python step per value."""
+    if type(None) in kinds:
+        if not column.nullable or column.primary_key:
             return False
-    return True
+        kinds = kinds - {type(None)}
+        values = [v for v in values if v is not None]
+    if not kinds <= allowed:
+        return False
+    try:
+        if float in kinds and not all(map(math.isfinite, values)):
+            return False
+    except OverflowError:  # an int beyond float range next to floats: the checked path
+        return False
+    return str not in kinds or max(map(len, values)) <= _FAST_TEXT_CHARS_MAX
 
 
 def _default(ctx: Ctx, column: ColumnDef) -> Any:
@@ -318,8 +342,8 @@ def _versions(ctx: Ctx, table: TableDef, rows: list[list[Any]], *, deleted: bool
 def _with_system_columns(ctx: Ctx, table: TableDef, arrays: list[pa.Array], count: int, *,
                          deleted: bool) -> pa.Table:
     """New versions: the user columns plus a fresh ``_seq`` each and ``_deleted``."""
-    seqs = pa.array([ctx.engine.seq_ids.next() for _ in range(count)], pa.int64())
-    flags = pa.array([deleted] * count, pa.bool_())
+    seqs = pa.array(ctx.engine.seq_ids.next_many(count), pa.int64())
+    flags = pa.repeat(pa.scalar(deleted, pa.bool_()), count)
     return pa.Table.from_arrays([*arrays, seqs, flags], schema=storage_schema(table))
 
 
@@ -351,13 +375,13 @@ def _show(key: Any) -> str:
     return str(key)
 
 
-def _apply(txn: Transaction, part: Partition, table: TableDef, op: Op, versions: pa.Table
-           ) -> None:
+def _apply(txn: Transaction, part: Partition, table: TableDef, op: Op, versions: pa.Table,
+           assigned: tuple[int, ...] | None = None) -> None:
     txn.touch(part)
     part.append_versions(versions, None)
     batch = versions.combine_chunks().to_batches()[0] if versions.num_rows else None
     if batch is not None:
-        txn.changes.append(RowChange(table.table_id, part.user_id, op, batch))
+        txn.changes.append(RowChange(table.table_id, part.user_id, op, batch, assigned))
 
 
 # ---- UPDATE and DELETE ----------------------------------------------------------------------
@@ -384,7 +408,8 @@ async def update(ctx: Ctx, statement: Update) -> StatementResult:
                          else record[c.name] for c in table.columns])
         part = ctx.engine.store.partition(table, ctx.session.user_id)
         assert part is not None
-        _apply(txn, part, table, Op.UPDATE, _versions(ctx, table, rows))
+        # `assigned`: the SET columns, for topics' `diff` payloads (engine/topics/render.py)
+        _apply(txn, part, table, Op.UPDATE, _versions(ctx, table, rows), tuple(changed))
         return dml_result(ctx.session.user_id, "update", len(rows))
 
     return await ctx.write_rows(step)

@@ -20,7 +20,7 @@ from ..errors import (
     ParamsWithBatch,
     TransactionError,
 )
-from ..permissions import check_impersonation
+from ..permissions import impersonated
 from ..session import Session
 from .classify import classify
 from .context import Ctx
@@ -163,10 +163,7 @@ async def _run(engine: Engine, session: Session, planned: list[Planned], params:
 def _effective(engine: Engine, session: Session, item: Planned) -> Session:
     if item.execute_as is None:
         return session
-    target = engine.catalog.live_user(item.execute_as)
-    # An unknown id counts as role ``user`` (PROTOCOL §2.7): impersonating it is allowed.
-    check_impersonation(session, item.execute_as, target.role if target else "user")
-    return session.impersonating(item.execute_as)
+    return impersonated(engine.catalog, session, item.execute_as)
 
 
 async def _statement(ctx: Ctx, statement: Statement, batch: _BatchTransaction
@@ -184,8 +181,9 @@ async def _statement(ctx: Ctx, statement: Statement, batch: _BatchTransaction
 
 
 class _BatchTransaction:
-    """The explicit transaction of one batch: BEGIN takes the engine's write lock and keeps
-    it until COMMIT/ROLLBACK (or the end of the batch), so its writes commit as one event."""
+    """The explicit transaction of one batch: BEGIN takes the engine's write lock (and waits
+    for queued commits to settle) and keeps it until COMMIT/ROLLBACK (or the end of the
+    batch), so its writes commit as one event; COMMIT releases it once the event is queued."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -197,16 +195,20 @@ class _BatchTransaction:
         if self.txn is not None:
             raise TransactionError("A transaction is already open")
         await self.engine.write_lock.acquire()
+        try:
+            # Its reads see the writer's state: nothing of other statements that is not
+            # yet durable may be in it.
+            await self.engine.settle()
+        except BaseException:
+            self.engine.write_lock.release()
+            raise
         self.txn = Transaction(explicit=True)
 
     async def commit(self, actor: str) -> None:
         if self.txn is None:
             raise TransactionError("COMMIT without an open transaction")
         txn, self.txn = self.txn, None
-        try:
-            await self.engine.commit_rows(txn, actor)
-        finally:
-            self.engine.write_lock.release()
+        await self.engine.commit_rows(txn, actor, unlock=True)  # releases the lock
 
     def rollback(self) -> None:
         if self.txn is None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..errors import InvalidOperation
 from ..permissions import require_admin, require_service
 from ..session import Session
-from . import admin, ddl_namespace, ddl_table, ddl_view, misc, select, users
+from . import admin, ddl_namespace, ddl_table, ddl_view, live, misc, select, topics, users
 from . import statements as s
 from .context import Ctx
 from .results import StatementResult
@@ -82,13 +81,6 @@ def preflight(statement: s.Statement, session: Session) -> None:
         check(statement, session)
 
 
-def _not_yet(feature: str) -> Handler:
-    async def handler(ctx: Ctx, statement: Any) -> StatementResult:
-        raise InvalidOperation(f"{feature} is not implemented in Sluice yet")
-
-    return handler
-
-
 HANDLERS: dict[type, Handler] = {
     s.Query: select.query,
     s.Insert: ddl_view.insert,
@@ -122,14 +114,14 @@ HANDLERS: dict[type, Handler] = {
     s.KillJob: admin.kill_job,
     s.CreateView: ddl_view.create_view,
     s.DropView: ddl_view.drop_view,
-    s.CreateTopic: _not_yet("Topics"),
-    s.AddTopicSource: _not_yet("Topics"),
-    s.DropTopic: _not_yet("Topics"),
-    s.ClearTopic: _not_yet("Topics"),
-    s.ConsumeTopic: _not_yet("Topics"),
-    s.AckTopic: _not_yet("Topics"),
-    s.Subscribe: _not_yet("SUBSCRIBE TO (live queries)"),
-    s.KillLiveQuery: _not_yet("KILL LIVE QUERY (live queries)"),
+    s.CreateTopic: topics.create_topic,
+    s.AddTopicSource: topics.add_topic_source,
+    s.DropTopic: topics.drop_topic,
+    s.ClearTopic: topics.clear_topic,
+    s.ConsumeTopic: topics.consume,
+    s.AckTopic: topics.ack,
+    s.Subscribe: live.subscribe,
+    s.KillLiveQuery: live.kill_live_query,
     s.BackupDatabase: misc.backup_database,
     s.RestoreDatabase: misc.restore_database,
     s.ExportUserData: misc.export_user_data,

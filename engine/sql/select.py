@@ -1,4 +1,5 @@
-"""SELECT (and EXPLAIN) handlers: prepare on the trio thread, run DataFusion in a worker."""
+"""SELECT (and EXPLAIN) handlers: prepare on the trio thread, run DataFusion in a worker
+(primary-key point lookups, answered from the index, run inline)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import trio
 
 from ..errors import InvalidOperation
 from ..ids import ulid, uuid_v7
-from ..query import PreparedQuery, QueryOptions, prepare, run
+from ..query import PreparedQuery, QueryOptions, prepare, prepare_point, run
 from ..types import KalamType, type_from_arrow
 from .context import Ctx
 from .results import StatementResult, rows_result
@@ -39,11 +40,23 @@ def prepare_for(ctx: Ctx, tree: exp.Expression, options: QueryOptions) -> Prepar
 
 
 async def query(ctx: Ctx, statement: Query) -> StatementResult:
-    config = ctx.engine.config
+    """A query's rows. A primary-key point lookup (``query.prepare_point``) is answered on
+    the trio thread: reading one indexed row is far cheaper than a hop to a worker thread.
+    Everything else runs DataFusion in a worker thread."""
+    engine = ctx.engine
+    config = engine.config
     options = QueryOptions(config.default_query_limit_rows, config.max_query_limit_rows,
-                           include_uncommitted=ctx.txn is not None)
-    prepared = prepare_for(ctx, statement.expression, options)
-    table = await trio.to_thread.run_sync(run, prepared)
+                           include_uncommitted=ctx.txn is not None,
+                           impersonating=ctx.impersonating)
+    prepared = prepare_point(statement.expression, ctx.session, ctx.params,
+                             catalog=engine.catalog, store=engine.store, now_ms=ctx.now_ms(),
+                             options=options)
+    if prepared is None:
+        prepared = prepare_for(ctx, statement.expression, options)
+    if prepared.direct is not None:
+        table = run(prepared)  # one indexed row: no DataFusion, nothing blocks
+    else:
+        table = await trio.to_thread.run_sync(run, prepared)
     types, flags = describe_columns(prepared, table)
     return rows_result(ctx.session.user_id, table, types, flags,
                        mask_secrets=not ctx.session.is_admin)

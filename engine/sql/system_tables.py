@@ -1,5 +1,5 @@
-"""The ``system.*`` tables (PROTOCOL §3.10), built on demand from the catalog, the job board
-and (later) the topic and live-query registries.
+"""The ``system.*`` tables (PROTOCOL §3.10), built on demand from the catalog, the job board,
+the topic records and the live-query registry.
 
 ``SYSTEM_TABLES`` maps a table name to a builder ``(engine, session) -> (rows, types)``: an
 Arrow table with exactly the §3.10 columns in their ordinal order, and the KalamType of each
@@ -16,8 +16,8 @@ Timestamps (choice, PROTOCOL §3.10 leaves it open): every time column is ``Time
 them by 1000, so a cell holds microseconds since the epoch like every other TIMESTAMP cell
 (§3.5) and like the reference's ``system.tables`` view (``timestamp_millis() * 1000``).
 
-``topics``, ``topic_offsets`` and ``live`` are empty until those registries exist; their
-columns and types are already final.
+``topics`` and ``topic_offsets`` come from the catalog's topic records (engine/topics/);
+``live`` lists the live-query registry's subscriptions (engine/live).
 
 Builders run on the trio thread (they read live engine state) and return immutable tables.
 """
@@ -245,11 +245,27 @@ def jobs(engine: Engine, session: Session) -> tuple[pa.Table, list[KalamType]]:
     return build_table(JOBS_COLUMNS, rows)
 
 
-def _empty(columns_: Columns) -> Builder:
-    def build(engine: Engine, session: Session) -> tuple[pa.Table, list[KalamType]]:
-        return build_table(columns_, [])
+def topics(engine: Engine, session: Session) -> tuple[pa.Table, list[KalamType]]:
+    """Every topic by id; ``routes`` is a JSON array of {table, op, where, payload}."""
+    rows = []
+    for topic in sorted(engine.catalog.topics.topics.values(), key=lambda t: t.topic_id):
+        routes = json.dumps([r.to_json() for r in topic.routes])
+        rows.append((topic.topic_id, topic.name, None, topic.partitions,
+                     topic.retention_seconds, topic.retention_max_bytes, routes,
+                     topic.created_at_ms, topic.updated_at_ms))
+    return build_table(TOPICS_COLUMNS, rows)
 
-    return build
+
+def topic_offsets(engine: Engine, session: Session) -> tuple[pa.Table, list[KalamType]]:
+    """Committed consumer-group offsets (inclusive), by topic, group and partition."""
+    offsets = engine.catalog.topics.offsets
+    rows = [(*key, offsets[key].offset, offsets[key].updated_at_ms) for key in sorted(offsets)]
+    return build_table(TOPIC_OFFSETS_COLUMNS, rows)
+
+
+def live(engine: Engine, session: Session) -> tuple[pa.Table, list[KalamType]]:
+    """Registered live queries (engine/live), by live_id."""
+    return build_table(LIVE_COLUMNS, engine.live.rows())
 
 
 SYSTEM_TABLES: dict[str, Builder] = {
@@ -259,7 +275,7 @@ SYSTEM_TABLES: dict[str, Builder] = {
     "columns": columns,
     "storages": storages,
     "jobs": jobs,
-    "topics": _empty(TOPICS_COLUMNS),
-    "topic_offsets": _empty(TOPIC_OFFSETS_COLUMNS),
-    "live": _empty(LIVE_COLUMNS),
+    "topics": topics,
+    "topic_offsets": topic_offsets,
+    "live": live,
 }

@@ -60,3 +60,18 @@ def test_jwt_secret__weak_on_public_host__refused_with_how_to_fix(tmp_path: Path
         resolve_jwt_secret(load_config(None, environ=environ))
     environ["KALAMDB_SERVER_HOST"] = "127.0.0.1"
     assert resolve_jwt_secret(load_config(None, environ=environ)) == "short"
+
+
+def test_config__wal_segment_size__sets_segment_and_caps_records_at_half(tmp_path: Path
+                                                                       ) -> None:
+    # storage.wal_segment_size_bytes (issue 9's crash tests use 128 KiB): one record, so one
+    # write statement's event, may fill at most half a segment; the default keeps 16 MiB.
+    path = tmp_path / "server.toml"
+    path.write_text("")
+    default = load_config(path, environ={}).engine_config()
+    assert default.wal.segment_size_max_bytes == 64 * 1024 * 1024
+    assert default.wal.record_size_max_bytes == default.event_max_bytes == 16 * 1024 * 1024
+    path.write_text("[storage]\nwal_segment_size_bytes = 131072\n")
+    small = load_config(path, environ={}).engine_config()
+    assert small.wal.segment_size_max_bytes == 131072
+    assert small.wal.record_size_max_bytes == small.event_max_bytes == 65536

@@ -224,4 +224,9 @@ def test_app__route_table_is_unique() -> None:
     keys = [(route.method, route.path) for route in ROUTES]
     assert len(keys) == len(set(keys))
     assert {path for _, path in keys} == {
-        "/health", "/v1/api/healthcheck", "/v1/api/cluster/health", "/v1/api/sql"}
+        "/health", "/v1/api/healthcheck", "/v1/api/cluster/health", "/v1/api/sql",
+        "/v1/api/ingest/{namespace}/{table}", "/v1/api/auth/setup", "/v1/api/auth/status",
+        "/v1/api/auth/login", "/v1/api/auth/refresh", "/v1/api/auth/logout",
+        "/v1/api/auth/me", "/v1/api/topics/consume", "/v1/api/topics/ack",
+        "/v1/files/{namespace}/{table_name}/{subfolder}/{file_id}", "/v1/ws",
+        "/v1/api/openapi.json"}

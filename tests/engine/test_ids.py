@@ -87,6 +87,20 @@ def test_snowflake__sequence_overflow__borrows_next_millisecond() -> None:
     assert snowflake_fields(gen.next(), SEQ_EPOCH_MS) == (SEQ_EPOCH_MS + 101, 1, 1)
 
 
+@pytest.mark.parametrize("count", [1, 100, SEQUENCE_MAX + 2, 3 * SEQUENCE_MAX])
+def test_snowflake__next_many__same_ids_as_repeated_next_across_borrowed_milliseconds(
+        count: int) -> None:
+    # From the middle of a millisecond, next_many(count) and count next() calls agree, and
+    # so does the id after them.
+    clock = FakeClock(SEQ_EPOCH_MS + 100)
+    bulk, single = Snowflake(SEQ_EPOCH_MS, 5, clock), Snowflake(SEQ_EPOCH_MS, 5, clock)
+    for _ in range(4000):
+        bulk.next(), single.next()
+    assert bulk.next_many(count) == [single.next() for _ in range(count)]
+    assert bulk.next_many(0) == []
+    assert bulk.next() == single.next()
+
+
 def test_snowflake__clock_goes_backwards__still_strictly_increasing() -> None:
     clock = FakeClock(SEQ_EPOCH_MS + 1_000)
     gen = Snowflake(SEQ_EPOCH_MS, 0, clock)

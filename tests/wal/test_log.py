@@ -209,3 +209,19 @@ def test_iter_frames__damaged_sealed_segment__error_names_it(tmp_path: Path) -> 
         list(iter_frames(tmp_path))
     assert caught.value.segment_path == first
     assert caught.value.offset == frames[-1].offset
+
+
+async def test_enqueue__several_queued_before_any_wait__lsns_in_queue_order_one_sync(
+        tmp_path: Path) -> None:
+    # Pipelining: three records queued back to back (no wait in between) get consecutive
+    # LSNs in queue order, and once the last is done every earlier one is done too.
+    async with open_wal(tmp_path, SMALL) as wal:
+        await wal.append(record(0))
+        syncs = wal.statistics().syncs
+        tickets = [await wal.enqueue(record(i)) for i in (1, 2, 3)]
+        assert not any(ticket.done for ticket in tickets)
+        assert await tickets[-1].wait() == 4
+        assert all(t.done and t.error is None for t in tickets)
+        assert [t.lsn for t in tickets] == [2, 3, 4]
+        assert wal.statistics().syncs == syncs + 1
+        assert [f.payload for f in wal.read_from(2)] == [record(i) for i in (1, 2, 3)]
