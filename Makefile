@@ -52,7 +52,7 @@ bench-live: $(STAMP)
 
 # Topics: HTTP consume + ack of a 1M-message topic in batches of 1/100/1,000 and the cost of
 # publishing, next to Redis streams (appendfsync always; redis-server from Debian packages,
-# redis-py from the `bench` extra). About 10 minutes; ARGS=--quick for a smoke run.
+# redis-py from the `bench` extra). About 5 minutes; ARGS=--quick for a smoke run.
 bench-topics: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.topics $(ARGS)

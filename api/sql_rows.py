@@ -73,7 +73,7 @@ class RowsResponse:
         (they propagate; the caller must not try to send an error envelope)."""
         total = self.result.table.num_rows
         if total <= SQL_STREAM_CHUNK_ROWS:
-            body = self.head + self.tail
+            body = self.head + self.tail  # the whole body (``tail`` is empty then)
             await send({"type": "http.response.start", "status": 200, "headers": [
                 *JSON_HEADERS, (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
@@ -88,6 +88,14 @@ class RowsResponse:
 
 
 def prepare_rows_response(result: Any, took_ms: float) -> RowsResponse:
-    """Encodes the prefix and the first chunk of rows; raises what the encoding raises."""
+    """Encodes the prefix and the first chunk of rows; raises what the encoding raises. A
+    result that fits in one chunk (every point lookup) is encoded whole, in one
+    ``json.dumps`` of the envelope: the same bytes, fewer calls."""
+    if result.table.num_rows <= SQL_STREAM_CHUNK_ROWS:
+        body = _dumps({"status": "success", "results": [{
+            "schema": [f.to_json() for f in result.schema], "rows": result.json_rows(),
+            "row_count": result.row_count, "as_user": result.as_user}],
+            "took": round(took_ms, 3), "error": None})
+        return RowsResponse(result, body.encode(), b"")
     head = prefix_of(result) + _rows_chunk(result, 0)
     return RowsResponse(result, head.encode(), suffix_of(result, took_ms).encode())

@@ -70,7 +70,11 @@ class ColdPartition:
 
 
 def encode_user(user_id: str) -> str:
-    return urllib.parse.quote(user_id, safe="_-") or "%00"
+    """A user id as one safe directory name: percent-encoded, never empty, never ``.`` or
+    ``..`` (quote() keeps dots, and those two names would resolve to the table directory
+    or its parent)."""
+    name = urllib.parse.quote(user_id, safe="_-") or "%00"
+    return name.replace(".", "%2E") if name in (".", "..") else name
 
 
 def decode_user(name: str) -> str:

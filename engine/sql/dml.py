@@ -114,7 +114,10 @@ def _writable_table(ctx: Ctx, namespace: str | None, name: str) -> TableDef:
     return table
 
 
-def _writable(ctx: Ctx, node: exp.Table) -> TableDef:
+def _writable(ctx: Ctx, node: Any) -> TableDef:
+    # sqlglot accepts targets such as `(SELECT 1)` or `DELETE t` (no FROM: not a table node).
+    if not isinstance(node, exp.Table) or not node.name:
+        raise InvalidSql("The target of INSERT, UPDATE or DELETE must be a table name")
     return _writable_table(ctx, node.db or None, node.name)
 
 

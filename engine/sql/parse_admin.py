@@ -152,7 +152,7 @@ def _oauth(cur: Cursor) -> str:
     text = cur.string("the OAUTH identity")
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         value = None
     if not isinstance(value, dict) or not isinstance(value.get("provider"), str) \
             or not isinstance(value.get("subject"), str):
@@ -241,7 +241,7 @@ def _storage_clause(cur: Cursor, fields: dict[str, str]) -> None:
 def _is_json_object(text: str) -> bool:
     try:
         return isinstance(json.loads(text), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

@@ -1,9 +1,8 @@
 """Bugs the issue-9 fuzzers found, pinned as plain scenarios (issue 9).
 
-Fixed ones are ordinary tests. Known ones not yet fixed (outside the API layer) are
-``xfail(strict=True)``: the day the fix lands the test passes, strict xfail turns that into a
-failure, and whoever fixed it removes the marker — and the matching exclusion in
-tests/api/test_fuzz_sql.py (``KNOWN_ENGINE_BUG``).
+Each is an ordinary test now that all of them are fixed. A bug found but not yet fixed is
+pinned with ``xfail(strict=True)`` (the day the fix lands the test passes, strict xfail
+turns that into a failure, and whoever fixed it removes the marker).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import trio
 
 from tests.api.files_client import FilesClient
@@ -32,8 +30,6 @@ DML_TARGET_NOT_A_TABLE = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: engine/sql/dml.py _writable assumes an "
-                                       "exp.Table target (AttributeError -> 500)")
 async def test_issue9__dml_target_not_a_table__400_not_500(tmp_path: Path) -> None:
     (tmp_path / "server.toml").write_text("[auth]\nbcrypt_cost = 4\n")
     async with running_server(tmp_path) as server:
@@ -72,8 +68,6 @@ async def test_issue9__deep_json__multipart_params_and_ws_frame__refused_cleanly
         assert "Error in ASGI Framework" not in log and "Traceback" not in log, log[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: engine/sql/parse_admin.py _oauth and "
-                                       "_is_json_object catch ValueError, not RecursionError")
 async def test_issue9__deep_json_in_admin_statements__400_not_500(tmp_path: Path) -> None:
     (tmp_path / "server.toml").write_text("[auth]\nbcrypt_cost = 4\n")
     async with running_server(tmp_path) as server:

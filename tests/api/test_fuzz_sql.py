@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, seed
+from hypothesis import given, seed
 from hypothesis import strategies as st
 
 from engine import EngineError
@@ -40,12 +40,6 @@ EXAMPLES = 40  # per test; x10 with --run-slow (fuzz_support.examples)
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sql"
 DESTRUCTIVE = re.compile(r"\b(DROP|ALTER|DELETE|UPDATE|TRUNCATE|KILL|FLUSH|COMPACT|CLEAR|"
                          r"RESTORE|BACKUP|EXECUTE|STORAGE|CONSUME|ACK)\b", re.IGNORECASE)
-# A known engine bug, reported in issue 9 and pinned by test_sql_regressions.py: a DML
-# target that is not a plain table name (``INSERT INTO (…)``, ``DELETE FROM (SELECT …)``,
-# ``DELETE t WHERE …``) fails with an AttributeError in engine/sql/dml.py ``_writable`` (a
-# 500). Such texts are not generated until it is fixed; delete this with the fix.
-KNOWN_ENGINE_BUG = re.compile(r"(^|;|\()\s*(INSERT\s+(INTO\s*)?\(|DELETE\s+(?!FROM\b)\S|"
-                              r"DELETE\s+FROM\s*\()", re.IGNORECASE)
 SNAPSHOT_SQL = ("SELECT COUNT(*) FROM app.board; SELECT COUNT(*) FROM system.tables; "
                 "SELECT COUNT(*) FROM system.namespaces; SELECT COUNT(*) FROM system.users")
 
@@ -177,7 +171,6 @@ def _fuzz(world: World, base_seed: int, statements: st.SearchStrategy[str], coun
            params=st.lists(st.one_of(st.integers(), st.text(max_size=5), st.none()),
                            max_size=2))
     def property_(text: str, as_admin: bool, params: list) -> None:
-        assume(not KNOWN_ENGINE_BUG.search(text))
         admin = as_admin and not DESTRUCTIVE.search(text)
         _run(world, state, text, world.users.admin if admin else world.users.alice,
              params)

@@ -45,10 +45,14 @@ def case_seed(base_seed: int, salt: str) -> int:
 
 async def run_case(tmp_path: Path, seed: int, failpoint: str | None, rounds: int) -> None:
     run = Run(tmp_path, seed, topics=not (failpoint or "").startswith(NO_TOPIC_PREFIXES))
-    await setup(run)
-    for number in range(1, rounds + 1):
-        await crash_round(run, Crash.choose(seed, number, failpoint))
-        await restart_and_check(run)
+    try:
+        await setup(run)
+        for number in range(1, rounds + 1):
+            await crash_round(run, Crash.choose(seed, number, failpoint))
+            await restart_and_check(run)
+    except BaseException as exc:  # any failure, also outside the checks, names the seed
+        exc.add_note(f"crash case seed {seed}: re-run with SLUICE_CRASH_SEED={seed}")
+        raise
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
