@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 from collections import deque
@@ -55,6 +56,7 @@ from .segments import SegmentCache
 from .session import Session
 from .store import TableStore
 
+log = logging.getLogger(__name__)
 CATALOG_CHECKPOINT = "catalog.json"
 
 
@@ -118,7 +120,8 @@ class Engine:
         self.live = LiveRegistry(self)  # live-query subscriptions (engine/live)
         # Called with (event, lsn) for every published row commit, in log order, right
         # before its partitions publish it (their reader views still show the versions it
-        # replaces). Synchronous and must not raise: nothing can observe the moment.
+        # replaces). Synchronous and must not raise; one that does is logged and skipped so
+        # that the commit still publishes (the queue of pipelined commits stays consistent).
         self.commit_listeners: list[Callable[[RowsCommitted, int], None]] = [
             self.live.on_commit, self.topics.on_commit]
         self.job_nursery: trio.Nursery | None = None
@@ -252,7 +255,10 @@ class Engine:
     def _publish(self, entry: _Queued) -> None:
         lsn, now = int(entry.ticket.lsn), self.clock.now_ms()
         for listener in self.commit_listeners:  # topics, live queries
-            listener(entry.event, lsn)
+            try:
+                listener(entry.event, lsn)
+            except Exception:  # a listener bug must not strand the pipelined commits
+                log.exception("commit listener %r failed at LSN %d", listener, lsn)
         for part, staged in entry.staged:
             part.publish(staged, lsn)
             if not part.hot_since_ms:

@@ -213,11 +213,28 @@ def _unframe(payload: bytes) -> tuple[Kind, dict, memoryview]:
     return kind, meta, memoryview(payload)[end:]
 
 
+_SCHEMA_MESSAGES_MAX = 256  # distinct batch schemas whose IPC schema message is kept
+_schema_messages: dict[pa.Schema, bytes] = {}
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # continuation marker, length 0
+
+
 def _ipc_bytes(batch: pa.RecordBatch) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    """``batch`` as an Arrow IPC stream: schema message, record batch message, end marker;
+    byte for byte what ``pa.ipc.new_stream`` writes, without setting up a writer per event
+    (the schema message is serialised once per schema). Dictionary-typed columns, whose
+    stream also carries dictionary batches, go through the writer."""
+    schema = batch.schema
+    head = _schema_messages.get(schema)
+    if head is None:
+        if any(pa.types.is_dictionary(f.type) for f in schema):
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, schema) as writer:
+                writer.write_batch(batch)
+            return sink.getvalue().to_pybytes()
+        if len(_schema_messages) >= _SCHEMA_MESSAGES_MAX:
+            _schema_messages.clear()
+        head = _schema_messages[schema] = schema.serialize().to_pybytes()
+    return b"".join((head, batch.serialize().to_pybytes(), _END_OF_STREAM))
 
 
 def _read_ipc(data: memoryview) -> pa.RecordBatch:

@@ -141,6 +141,8 @@ def align(table: pa.Table, table_def: TableDef) -> pa.Table:
     """``table`` (versions written under any earlier schema) in the current storage schema:
     added columns filled, dropped ones left out, changed types cast."""
     schema = storage_schema(table_def)
+    if table.schema is schema or table.schema.equals(schema):
+        return table  # written under the current columns (every new write): nothing to do
     present = set(table.column_names)
     arrays = []
     for column, target in zip(table_def.columns, schema, strict=False):

@@ -24,7 +24,7 @@ from functools import partial
 
 from engine.errors import InvalidSql
 from engine.sql.cursor import Cursor, located_error
-from engine.sql.insert_values import parse_insert_values
+from engine.sql.insert_values import parse_insert_values, parse_whole_insert
 from engine.sql.lexer import LexError, Token, TokenKind, tokenize
 from engine.sql.parse_admin import (
     parse_alter_namespace,
@@ -120,6 +120,24 @@ def classify(statement: str, tokens: list[Token] | None = None) -> Statement:
     result = _classify(statement, tokens, fast_insert=True)
     STATEMENT_CACHE.put(statement, result)
     return result
+
+
+def classify_whole(sql: str) -> tuple[str, Statement] | None:
+    """A whole request text that is exactly one statement, classified without splitting:
+    ``(text, statement)`` as ``split.split_with_tokens`` + ``unwrap_with_tokens`` +
+    ``classify`` would give them (no EXECUTE AS wrapper), or None to take that route.
+
+    Two cheap cases: ``sql`` is a cached statement text (a cache key is always the exact
+    text of one split, unwrapped statement, so splitting ``sql`` would give it back), or
+    ``sql`` is one INSERT in ``insert_values.py``'s shape (read in one pass: no separate
+    splitting pass over its rows). Never raises: anything doubtful returns None."""
+    cached = STATEMENT_CACHE.find(sql)
+    if cached is not None:
+        return sql, cached
+    whole = parse_whole_insert(sql)
+    if whole is not None:
+        STATEMENT_CACHE.put(*whole)
+    return whole
 
 
 def _classify(statement: str, tokens: list[Token] | None, *, fast_insert: bool) -> Statement:

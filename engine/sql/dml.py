@@ -354,8 +354,11 @@ def _check_unique(part: Partition, table: TableDef, versions: pa.Table, now_ms: 
     pk = table.pk
     if pk is None:
         return
+    keys = versions.column(pk.storage_name).to_pylist()
+    if part.pk_loc.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
+        return  # the common case, without a Python step per key: no key is indexed or repeated
     seen: set[Any] = set()
-    for key in versions.column(pk.storage_name).to_pylist():
+    for key in keys:
         if key in seen or (part.is_live_key(key) and not _expired(part, table, key, now_ms)):
             raise AlreadyExists(f"Primary key violation: value '{_show(key)}' already exists "
                                 f"in column '{pk.name}'")

@@ -22,7 +22,7 @@ from ..errors import (
 )
 from ..permissions import impersonated
 from ..session import Session
-from .classify import classify
+from .classify import classify, classify_whole
 from .context import Ctx
 from .lexer import Token
 from .plan import handler_for, preflight
@@ -59,10 +59,13 @@ async def execute_batch(engine: Engine, session: Session, sql: str, params: list
         raise InvalidSql("SQL text is not valid Unicode (it holds a lone surrogate)") from None
     if size > limit:
         raise InvalidSql(f"SQL query too long: {size} bytes (maximum {limit} bytes)")
-    pieces = split_with_tokens(sql)  # the request is tokenized once
-    if not pieces:
-        raise EmptySql("No SQL statements provided")
-    planned = [_plan(i + 1, text, tokens, session) for i, (text, tokens) in enumerate(pieces)]
+    planned = _plan_whole(sql, session)
+    if planned is None:
+        pieces = split_with_tokens(sql)  # the request is tokenized once
+        if not pieces:
+            raise EmptySql("No SQL statements provided")
+        planned = [_plan(i + 1, text, tokens, session)
+                   for i, (text, tokens) in enumerate(pieces)]
     param_rows = _batched_params(params, planned, engine)
     if param_rows is None:
         _check_params(params, engine)
@@ -83,6 +86,21 @@ def _plan(index: int, text: str, tokens: list[Token] | None, session: Session) -
         _locate(exc, index, text, phase="classify")
         raise
     return Planned(index, text, statement, target)
+
+
+def _plan_whole(sql: str, session: Session) -> list[Planned] | None:
+    """The plan of a request that is one hot statement (``classify_whole``: a cached text,
+    or a literal INSERT read in one pass), without splitting; None for the general route."""
+    whole = classify_whole(sql)
+    if whole is None:
+        return None
+    text, statement = whole
+    try:
+        preflight(statement, session)
+    except EngineError as exc:
+        _locate(exc, 1, text, phase="classify")
+        raise
+    return [Planned(1, text, statement, None)]
 
 
 def _batched_params(params: list[Any], planned: list[Planned], engine: Engine

@@ -94,18 +94,46 @@ def parse_insert_values(sql: str) -> InsertValues | None:
     Raises:
         InvalidSql: the rows' lengths differ from the column list's or from each other.
     """
-    head = _HEAD.match(sql)
+    parsed = _parse(sql, _HEAD.match(sql))
+    if parsed is None:
+        return None
+    statement, _ = parsed
+    _check_widths(statement.rows, statement.columns)
+    return statement
+
+
+def parse_whole_insert(sql: str) -> tuple[str, InsertValues] | None:
+    """The request text ``sql`` as one statement, in a single pass: ``(text, statement)``
+    when the whole of ``sql`` is one INSERT in this module's shape with plain names and rows
+    of consistent widths (``text`` is what ``split.split_with_tokens`` would cut out, and
+    ``statement`` what ``classify(text)`` returns); else None, and the caller takes the
+    split-then-classify route, which reports any problem. Never raises."""
+    start = _LEADING_SKIP.match(sql).end()
+    parsed = _parse(sql, _HEAD.match(sql, start))
+    if parsed is None:
+        return None
+    statement, end = parsed
+    try:
+        _check_widths(statement.rows, statement.columns)
+    except InvalidSql:
+        return None
+    return sql[start:end], statement
+
+
+def _parse(sql: str, head: re.Match[str] | None) -> tuple[InsertValues, int] | None:
+    """The statement from ``head`` on, with its rows' widths unchecked, and the offset just
+    after its last row's closing parenthesis; None if not in the shape."""
     if head is None:
         return None
     names = _names(head)
     if names is None:
         return None
     namespace, table, columns = names
-    rows = _rows(sql, head.end(), len(columns) if columns is not None else 0)
-    if rows is None:
+    parsed = _rows(sql, head.end(), len(columns) if columns is not None else 0)
+    if parsed is None:
         return None
-    _check_widths(rows, columns)
-    return InsertValues(namespace, table, columns, tuple(rows))
+    rows, end = parsed
+    return InsertValues(namespace, table, columns, tuple(rows)), end
 
 
 def _names(head: re.Match[str]) -> tuple[str | None, str, tuple[str, ...] | None] | None:
@@ -157,8 +185,9 @@ def _plain_to_sqlglot(word: str) -> bool:
             and node.expression.sql() == "VALUES (1)")
 
 
-def _rows(sql: str, pos: int, width: int) -> list[tuple[Any, ...]] | None:
-    """The converted rows from ``pos`` (just after VALUES), or None if not in the shape.
+def _rows(sql: str, pos: int, width: int) -> tuple[list[tuple[Any, ...]], int] | None:
+    """The converted rows from ``pos`` (just after VALUES) and the offset just after the
+    last row's ``)``, or None if not in the shape.
 
     Rows of ``width`` items (the first row's width when 0) are read a row per match; a row
     that does not match sends the rest to ``_loose_rows``, which reads item by item."""
@@ -167,11 +196,11 @@ def _rows(sql: str, pos: int, width: int) -> list[tuple[Any, ...]] | None:
         first = _loose_row(sql, pos)
         if first is None:
             return None
-        row, pos = first
+        row, close, pos = first
         rows.append(row)
         width = len(row)
         if not sql.startswith(",", pos):
-            return rows if _END.match(sql, pos) else None
+            return (rows, close) if _END.match(sql, pos) else None
         pos += 1
     if width > _MAX_FAST_WIDTH:
         return _loose_rows(sql, pos, rows)
@@ -184,7 +213,11 @@ def _rows(sql: str, pos: int, width: int) -> list[tuple[Any, ...]] | None:
         raw.append(match.groups())
         pos = match.end()
         if not sql.startswith(",", pos):
-            return rows + _convert_rows(raw) if _END.match(sql, pos) else None
+            if _END.match(sql, pos) is None:
+                return None
+            # the row's `)`: after the last item and the skippable text following it
+            close = _LEADING_SKIP.match(sql, match.end(width)).end() + 1
+            return rows + _convert_rows(raw), close
         pos += 1
 
 
@@ -220,22 +253,25 @@ def _row_pattern(width: int) -> re.Pattern[str]:
     return re.compile(_S + r"\(" + ",".join([item] * width) + r"\)" + _S)
 
 
-def _loose_rows(sql: str, pos: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
-    """Rows of any width from ``pos`` appended to ``rows`` (widths are checked later)."""
+def _loose_rows(sql: str, pos: int, rows: list[tuple[Any, ...]]
+                ) -> tuple[list[tuple[Any, ...]], int] | None:
+    """Rows of any width from ``pos`` appended to ``rows`` (widths are checked later), and
+    the offset just after the last row's ``)``."""
     while True:
         parsed = _loose_row(sql, pos)
         if parsed is None:
             return None
-        row, pos = parsed
+        row, close, pos = parsed
         rows.append(row)
         if not sql.startswith(",", pos):
-            return rows if _END.match(sql, pos) else None
+            return (rows, close) if _END.match(sql, pos) else None
         pos += 1
 
 
-def _loose_row(sql: str, pos: int) -> tuple[tuple[Any, ...], int] | None:
-    """One ``( v, ... )`` row of any width from ``pos``: its values and the offset after it
-    (and after the whitespace and comments following it); None if not in the shape."""
+def _loose_row(sql: str, pos: int) -> tuple[tuple[Any, ...], int, int] | None:
+    """One ``( v, ... )`` row of any width from ``pos``: its values, the offset just after
+    its ``)`` and the offset after the whitespace and comments following it; None if not in
+    the shape."""
     opening = _LEADING_SKIP.match(sql, pos).end()
     if not sql.startswith("(", opening):
         return None
@@ -248,7 +284,7 @@ def _loose_row(sql: str, pos: int) -> tuple[tuple[Any, ...], int] | None:
         values.append(_convert(item.group(1)))
         pos = item.end()
         if item.group(2) == ")":
-            return tuple(values), _LEADING_SKIP.match(sql, pos).end()
+            return tuple(values), pos, _LEADING_SKIP.match(sql, pos).end()
 
 
 def _convert(text: str) -> Any:
@@ -274,7 +310,7 @@ def _convert(text: str) -> Any:
     return _WORDS[word]
 
 
-def _check_widths(rows: list[tuple[Any, ...]], columns: tuple[str, ...] | None) -> None:
+def _check_widths(rows: tuple[tuple[Any, ...], ...] | list[tuple[Any, ...]], columns: tuple[str, ...] | None) -> None:
     width = len(columns) if columns is not None else len(rows[0])
     for number, row in enumerate(rows, start=1):
         if len(row) == width:

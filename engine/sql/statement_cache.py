@@ -4,11 +4,12 @@ for ``$n``-parameterised queries and DML) skips scanning and parsing.
 Classification is a pure function of the text, and statements are frozen dataclasses. Only
 the hot kinds are kept: queries, INSERT (both forms), UPDATE and DELETE. The sqlglot trees
 inside them are shared by every caller that classifies the same text, so callers must copy a
-tree before changing it (``query.prepare`` and the DML handlers do). Not kept: errors (an
-exception is mutated as it propagates: traceback, the executor's statement index), other
-statements (rare, and some carry secrets), ``InsertValues`` whose text holds no ``$`` (literal
-rows are one-off data that would only push useful entries out; the fast path re-reads them
-cheaply), and texts longer than ``max_text_chars``.
+tree before changing it (``query.prepare`` and the DML handlers do; ``query.prepare_point``
+only reads it). Not kept: errors (an exception is mutated as it propagates: traceback, the
+executor's statement index), other statements (rare, and some carry secrets),
+``InsertValues`` whose text holds no ``$`` (literal rows are one-off data that would only push
+useful entries out; the fast path re-reads them cheaply), and texts longer than
+``max_text_chars``.
 
 Bounds: ``max_entries`` statements and ``max_total_chars`` characters of text, least recently
 used first out. Text length is the proxy for memory: a sqlglot tree takes ~160 bytes per
@@ -53,6 +54,16 @@ class StatementCache:
                 return None
             self._entries.move_to_end(text)
             self.hits += 1
+            return statement
+
+    def find(self, text: str) -> Statement | None:
+        """``get`` for a guess (the executor tries a whole request text first): a miss is
+        not counted, as the text may not be a statement at all."""
+        with self._lock:
+            statement = self._entries.get(text)
+            if statement is not None:
+                self._entries.move_to_end(text)
+                self.hits += 1
             return statement
 
     def put(self, text: str, statement: Statement) -> None:

@@ -8,7 +8,7 @@ Design
   the engine's write lock like every catalog event; applying keeps the larger offset.
 - **The index** (``index.py``): per topic partition, offset n → (WAL LSN, change index, row
   index, commit time) of the source row change. No copy of row data. Entries are appended in
-  commit order by ``Engine.commit_rows`` (one hook call, under the write lock) and, at start,
+  commit order by ``Engine.commit_rows`` (one commit listener, called in log order as each commit becomes visible) and, at start,
   by replay for the log tail the persisted index does not cover.
 - **Routes** (``index.py``): a committed change of table T by op O goes to every route on
   (T, O); the route's WHERE is compiled once per table version into a vectorized Arrow

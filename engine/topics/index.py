@@ -7,7 +7,7 @@ high_water - 1``. Offsets are gap-free. Entries are only appended (in commit ord
 dropped from the front (``rebase``: CLEAR TOPIC, retention).
 
 ``TopicIndex.publish(event, lsn, catalog)`` appends the messages of one committed event; it
-is called by the commit path (under the engine's write lock, on the trio thread) and by
+is called by the commit path (in log order, on the trio thread, as each commit becomes visible) and by
 replay (worker thread, before the engine serves; ``notify=False``). Publishing skips
 commits a partition already covers (``skip_upto``: loaded from its file; ``base_lsn``: before
 its topic's creation, CLEAR or trim), so replaying an overlapping tail is harmless.

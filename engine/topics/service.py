@@ -124,8 +124,9 @@ class TopicService:
     # ---- publishing -----------------------------------------------------------------------
 
     def on_commit(self, event: RowsCommitted, lsn: int) -> None:
-        """The commit path's hook (under the write lock): index the commit's messages and
-        keep the fresh record for consumers."""
+        """The commit path's listener (log order, on the trio thread, as the commit becomes
+        visible; not necessarily under the write lock): index the commit's messages and keep
+        the fresh record for consumers."""
         if self.index.publish(event, lsn, self.engine.catalog):
             self.cache.put(lsn, event)
 
