@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA   ?= ./data
 
-.PHONY: install run test test-slow fuzz bench bench-engine bench-http bench-live bench-topics lint clean
+.PHONY: install run test test-slow fuzz bench bench-wal bench-engine bench-http bench-live bench-topics lint clean
 
 # Creates or updates .venv with the pinned dependencies (re-runs when pyproject.toml changes).
 install: $(STAMP)
@@ -33,8 +33,17 @@ test-slow: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m fuzz.wal_frames --seconds 300
 
+# Every benchmark below in one run, with progress lines, then bench/results/report/: REPORT.md
+# (one markdown table), each bench's report and JSON, and PNG plots (throughput vs
+# connections, latency percentiles, Sluice vs the peers of the same run). About 30 minutes;
+# QUICK=1 for a smoke run (a few minutes). matplotlib comes from the `bench` extra.
 bench: $(STAMP)
-	$(PY) -m bench.wal_group_commit
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.report $(if $(QUICK),--quick) $(ARGS)
+
+# The WAL alone: durable appends/s and latency next to the disk's ceiling (~3 minutes).
+bench-wal: $(STAMP)
+	$(PY) -m bench.wal_group_commit $(ARGS)
 
 # SQL through the engine next to SQLite (~4 minutes; --quick for a smoke run).
 bench-engine: $(STAMP)

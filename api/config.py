@@ -130,6 +130,10 @@ class ExecutionSection:
 @dataclass(slots=True)
 class TopicsSection:
     visibility_timeout_secs: int = 60
+    # Sluice: the retention CREATE TOPIC gives a new topic (PROTOCOL §3.13 defaults;
+    # enforced by engine/topics/retention.py).
+    retention_seconds: int = 7 * 24 * 3600
+    retention_bytes: int = 1024 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -179,6 +183,8 @@ class ServerConfig:
             enforce_password_complexity=self.auth.enforce_password_complexity,
             root_password=self.auth.root_password,
             topic_visibility_timeout_seconds=self.topics.visibility_timeout_secs,
+            topic_retention_seconds_default=self.topics.retention_seconds,
+            topic_retention_max_bytes_default=self.topics.retention_bytes,
             live_subscriptions_per_user_max=self.rate_limit.max_subscriptions_per_user,
             files_per_folder_max=self.files.max_files_per_folder,
             file_staging_dir=self.files.staging_path or None,

@@ -53,6 +53,7 @@ from typing import Any
 import pyarrow as pa
 import trio
 
+from bench import cells_json
 from bench.wal_group_commit import cpu_seconds, machine_description, percentile
 from engine.config import EngineConfig
 from engine.engine import Engine, Transaction, open_engine
@@ -945,6 +946,22 @@ def render_report(machine: Sequence[tuple[str, str]], settings: str, inserts: Se
 
 # ---- command line --------------------------------------------------------------------------
 
+def json_cells(inserts: Sequence[Series], reads: ReadResults | None) -> list[dict]:
+    """The cells for ``--json`` (bench/cells_json.py): rows/s where measured, else per s."""
+    cells = []
+    for series, label in [(s, s.label) for s in inserts] + [
+            (s, f"{s.key} ({s.label})") for s in (reads.series.values() if reads else [])]:
+        system = "sqlite" if series.key.startswith("sqlite") else "sluice"
+        rate, unit = series.median("rate"), "rows/s"
+        if math.isnan(rate):
+            rate, unit = series.median("per_s"), "per s"
+        cells.append(cells_json.cell(
+            series.key, label, system, group=series.key.split("-")[0], rate=rate,
+            rate_unit=unit, p50_ms=series.median("p50_ms"), p99_ms=series.median("p99_ms"),
+            metrics=cells_json.medians(series)))
+    return cells
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Options; ``--quick`` only changes defaults the user did not set."""
     parser = argparse.ArgumentParser(prog="python -m bench.engine_sql",
@@ -972,6 +989,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", choices=("inserts", "reads"),
                         help="run only the insert cells or only the read/restart phase")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    parser.add_argument("--json", type=Path, help="also write the cells' numbers here "
+                        "(bench/cells_json.py; read by bench/report.py)")
     parser.add_argument("--scratch-parent", type=Path, default=REPO_ROOT / "bench" / "results",
                         help="where the temporary scratch dir is made (default bench/results)")
     parser.add_argument("--profile", choices=PROFILE_KINDS,
@@ -1018,6 +1037,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
             report = render_report(machine, settings, inserts, reads, sizes,
                                    time.perf_counter() - started)
+            if args.json is not None:
+                cells_json.write(args.json, "engine", json_cells(inserts, reads))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     sys.stdout.write(report)

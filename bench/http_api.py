@@ -50,6 +50,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bench import cells_json
 from bench.http_cells import (
     INGEST_ROWS,
     KINDS,
@@ -440,6 +441,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "value, default 16) with py-spy recording the server")
     parser.add_argument("--py-spy", help="the py-spy executable for --profile (default: on PATH)")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    parser.add_argument("--json", type=Path, help="also write the cells' numbers here "
+                        "(bench/cells_json.py; read by bench/report.py)")
     parser.add_argument("--scratch-parent", type=Path, default=REPO_ROOT / "bench" / "results",
                         help="where the temporary scratch dir is made (default bench/results)")
     args = parser.parse_args(argv)
@@ -508,6 +511,8 @@ def run(args: argparse.Namespace, scratch: Path) -> str:
             progress(f"loading {args.big_rows:,} rows into {BIG_TABLE}")
             load_big_table(bench, args.big_rows)
         results = run_rounds(bench, cells)
+    if args.json is not None:
+        cells_json.write(args.json, "http", [json_cell(r) for r in results])
     pinning = ("servers pinned to CPU 0, clients to CPU 1" if args.pin
                else "servers and clients not pinned")
     settings = (f"{args.seconds} s measured per cell after {args.warmup} s warm-up, "
@@ -518,6 +523,17 @@ def run(args: argparse.Namespace, scratch: Path) -> str:
                 f"{time.perf_counter() - started_at:.0f} s; load average at end "
                 + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     return render_report(bench, machine, settings, results)
+
+
+def json_cell(result: CellResult) -> dict:
+    """One cell for ``--json`` (bench/cells_json.py): x = connections."""
+    kind = result.cell.kind
+    system = ("postgresql" if kind.name.startswith("pg_") else
+              "asgi ceiling" if kind.name == "ceiling" else "sluice")
+    return cells_json.cell(result.cell.key, kind.label, system, group=kind.name,
+                           x=result.cell.connections, rate=result.median("rows_s"),
+                           rate_unit="rows/s", p50_ms=result.median("p50_ms"),
+                           p99_ms=result.median("p99_ms"), metrics=cells_json.medians(result))
 
 
 def run_profile(args: argparse.Namespace, scratch: Path) -> str:

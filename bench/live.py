@@ -33,6 +33,7 @@ from pathlib import Path
 
 import trio
 
+from bench import cells_json
 from tests.api.auth_client import sql
 from tests.api.ws_client import WsClient, ws_connect
 from tests.api.ws_harness import run_sql, ws_server
@@ -174,7 +175,8 @@ async def run(args: argparse.Namespace) -> None:
                   f", {os.cpu_count()} cores, Python {platform.python_version()}")
             # Latency and memory first, on a fresh server: the big initial loads would
             # leave freed memory behind that hides the per-subscription cost in the RSS.
-            await latency_section(server, users, inserts)
+            cells: list[dict] = []  # for --json (bench/cells_json.py)
+            await latency_section(server, users, inserts, cells)
             log("filling tables …")
             await fill(server, users.admin, "small", 1000)
             await fill(server, users.admin, "big", big)
@@ -188,9 +190,16 @@ async def run(args: argparse.Namespace) -> None:
                         ms, count = await initial_load(ws, table, batch, f"l{table}{batch}")
                         assert count == rows, (count, rows)
                         print(f"| {rows:,} | {batch:,} | {-(-rows // batch)} | {ms:.1f} |")
+                        cells.append(cells_json.cell(
+                            f"initial-{rows}-{batch}", f"initial load, {rows:,} rows, "
+                            f"batch_size {batch:,}", "sluice", group=f"initial-{rows}",
+                            x=batch, rate=rows / ms * 1000 if ms else None,
+                            rate_unit="rows/s", metrics={"ms": ms}))
+    if args.json is not None:
+        cells_json.write(args.json, "live", cells)
 
 
-async def latency_section(server, users, inserts: int) -> None:
+async def latency_section(server, users, inserts: int, cells: list[dict]) -> None:
     print("\n## Change latency (closed loop: INSERT, all its frames, next INSERT), 100 "
           "connections\n")
     print("Each cell: p50 / p99 ms over every change frame, then over the last frame of each "
@@ -230,6 +239,12 @@ async def latency_section(server, users, inserts: int) -> None:
             print(f"| {subs:,} | {stats['frames']:,}/{stats['expected']:,} "
                   f"| {sent[0]:.2f} / {sent[1]:.2f} | {ack[0]:.2f} / {ack[1]:.2f} "
                   f"| {sent[2]:.2f} / {sent[3]:.2f} | {ack[2]:.2f} / {ack[3]:.2f} |")
+            cells.append(cells_json.cell(
+                f"latency-{subs}", f"change latency from INSERT acknowledged, {subs:,} "
+                "subscription(s)", "sluice", group="change latency", x=subs,
+                p50_ms=ack[0], p99_ms=ack[1], metrics={
+                    "sent_p50_ms": sent[0], "sent_p99_ms": sent[1], "frames": stats["frames"],
+                    "expected": stats["expected"]}))
         per_sub = (held - base) * 1024 / 10_000
         print(f"\n## Subscriptions held\n\n10,000 subscriptions on 100 connections: server RSS "
               f"{base / 1024:.1f} MiB → {held / 1024:.1f} MiB, about {per_sub:,.0f} bytes per "
@@ -241,6 +256,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inserts", type=int, default=50)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the cells' numbers here "
+                        "(bench/cells_json.py; read by bench/report.py)")
     trio.run(run, parser.parse_args())
 
 

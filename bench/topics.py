@@ -50,6 +50,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from bench import cells_json
 from bench.http_api import source_revision, wait_idle
 from bench.http_peers import free_port
 from bench.http_server import (
@@ -580,6 +581,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "--batches size for --seconds with py-spy recording the server")
     parser.add_argument("--py-spy", help="the py-spy executable for --profile (default: on PATH)")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    parser.add_argument("--json", type=Path, help="also write the cells' numbers here "
+                        "(bench/cells_json.py; read by bench/report.py)")
     parser.add_argument("--scratch-parent", type=Path, default=REPO_ROOT / "bench" / "results",
                         help="where the temporary scratch dir is made (default bench/results)")
     args = parser.parse_args(argv)
@@ -604,6 +607,8 @@ def run(args: argparse.Namespace, scratch: Path) -> str:
         with bench.connected() as clients:
             prefill(bench, clients[0])
             results = run_rounds(bench)
+    if args.json is not None:
+        cells_json.write(args.json, "topics", [json_cell(r) for r in results])
     settings = (f"{args.messages:,} messages pre-filled; consume cells at most "
                 f"{args.seconds:g} s each, batches {','.join(map(str, args.batches))}; "
                 f"{args.publish_rows:,} rows per publish cell; {args.repeats} round(s) "
@@ -611,6 +616,18 @@ def run(args: argparse.Namespace, scratch: Path) -> str:
                 f"{time.perf_counter() - started_at:.0f} s; load average at end "
                 + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     return render_report(bench, facts, settings, results)
+
+
+def json_cell(result: CellResult) -> dict:
+    """One cell for ``--json`` (bench/cells_json.py): x = batch size or route count."""
+    group, _, x = result.key.rpartition("-")  # sluice-consume-100, redis-..., publish-4
+    return cells_json.cell(result.key, result.label,
+                           "redis" if group.startswith("redis") else "sluice", group=group,
+                           x=int(x), rate=result.median("rate"),
+                           rate_unit="rows/s" if group == "publish" else "msgs/s",
+                           p50_ms=result.median("call_p50_ms"),
+                           p99_ms=result.median("call_p99_ms"),
+                           metrics=cells_json.medians(result))
 
 
 def run_profile(args: argparse.Namespace, scratch: Path) -> str:

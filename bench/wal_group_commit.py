@@ -47,6 +47,7 @@ from pathlib import Path
 
 import trio
 
+from bench import cells_json
 from wal import FileIO, WalConfig, open_wal
 from wal.format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from wal.segment import create_segment
@@ -654,6 +655,17 @@ def render_report(machine: Sequence[tuple[str, str]], results: Sequence[CellResu
 
 # ---- command line --------------------------------------------------------------------------
 
+def json_cell(result: CellResult) -> dict:
+    """One cell for ``--json`` (bench/cells_json.py): x = records per sync or appenders."""
+    cell = result.cell
+    system = "sluice" if cell.kind in ("append", "batch") else cell.kind
+    return cells_json.cell(cell.key, cell.label, system,
+                           group=f"{cell.kind} {cell.record_bytes} B", x=cell.width,
+                           rate=result.median("records_per_s"), rate_unit="records/s",
+                           p50_ms=result.median("p50_ms"), p99_ms=result.median("p99_ms"),
+                           metrics=cells_json.medians(result))
+
+
 def parse_cell(text: str) -> Cell:
     """``KIND:BYTES:WIDTH[:PER_CALL]`` -> ``Cell`` (for ``--profile``)."""
     parts = text.split(":")
@@ -679,6 +691,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 0.5 s per cell, 0.1 s warm-up, 1 round")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    parser.add_argument("--json", type=Path, help="also write the cells' numbers here "
+                        "(bench/cells_json.py; read by bench/report.py)")
     parser.add_argument("--scratch-parent", type=Path, default=REPO_ROOT / "bench" / "results",
                         help="where the temporary scratch dir is made (default bench/results)")
     parser.add_argument("--profile", nargs="?", const="append:200:256", metavar="CELL",
@@ -715,6 +729,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{args.repeats} round(s), medians; load average at end "
                         + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
             report = render_report(machine, results, settings)
+            if args.json is not None:
+                cells_json.write(args.json, "wal", [json_cell(r) for r in results])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     sys.stdout.write(report)

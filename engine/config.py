@@ -58,6 +58,12 @@ class EngineConfig:
     # How often each topic partition's index is written to disk (bounds the WAL tail a
     # restart replays for topics, and the WAL segments topics hold).
     topic_index_persist_interval_seconds: float = 30.0
+    # PROTOCOL §3.13: the retention a topic gets at CREATE TOPIC (recorded in its event, so
+    # a later change of these applies to new topics only): messages older than this …
+    topic_retention_seconds_default: int = 7 * 24 * 3600
+    # … or whose WAL segments, counted from the newest back, exceed this many bytes are
+    # trimmed and their segments released (engine/topics/retention.py).
+    topic_retention_max_bytes_default: int = 1024 * MIB
     # FILE uploads (engine/files.py). PROTOCOL §5.1 step 5: files per fNNNN folder before
     # the next folder starts (keeps directories small enough to list).
     files_per_folder_max: int = 5000
@@ -87,5 +93,7 @@ class EngineConfig:
             raise ValueError("node_id must fit 10 bits (0..1023)")
         if self.topic_visibility_timeout_seconds <= 0:
             raise ValueError("topic_visibility_timeout_seconds must be positive")
+        if self.topic_retention_seconds_default < 1 or self.topic_retention_max_bytes_default < 1:
+            raise ValueError("topic retention (seconds and bytes) must be at least 1")
         if self.event_max_bytes > self.wal.record_size_max_bytes:
             raise ValueError("event_max_bytes may not exceed the WAL's record_size_max_bytes")

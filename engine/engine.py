@@ -128,6 +128,7 @@ class Engine:
         self.checkpointed_catalog_lsn = 0
         self._checkpoint_lock = threading.Lock()  # write_catalog_checkpoint's threads
         self._wal: Wal | None = None
+        self._wal_refusal_logged = False
         self._queued: deque[_Queued] = deque()  # pipelined row commits, in log order
 
     @property
@@ -171,8 +172,7 @@ class Engine:
                 lsns = [int(x) for x in await self.wal.append_batch(
                     [encode(event) for event in events])]
             except WalError as exc:
-                raise StorageUnavailable(f"The write-ahead log cannot accept writes: {exc}") \
-                    from exc
+                raise self._unavailable(exc) from exc
         self._settle()
         for event, lsn in zip(events, lsns, strict=True):
             self.catalog.apply(event, lsn)
@@ -205,8 +205,7 @@ class Engine:
         error = queued.ticket.error
         if error is not None:
             assert queued.undone
-            raise StorageUnavailable(f"The write-ahead log cannot accept writes: {error}") \
-                from error
+            raise self._unavailable(error) from error
         assert queued.published
         return int(queued.ticket.lsn)
 
@@ -225,8 +224,7 @@ class Engine:
             ticket = await self.wal.enqueue(payload)
         except WalError as exc:
             self.abort_rows(txn)
-            raise StorageUnavailable(f"The write-ahead log cannot accept writes: {exc}") \
-                from exc
+            raise self._unavailable(exc) from exc
         except BaseException:
             self.abort_rows(txn)
             raise
@@ -288,8 +286,17 @@ class Engine:
             try:
                 return int(await self.wal.append(payload))
             except WalError as exc:
-                raise StorageUnavailable(f"The write-ahead log cannot accept writes: {exc}") \
-                    from exc
+                raise self._unavailable(exc) from exc
+
+    def _unavailable(self, cause: BaseException) -> StorageUnavailable:
+        """The error a write gets once the WAL refuses writes. The first one is logged: the
+        WAL never retries, so the server stays unhealthy until restarted, and operators must
+        see why without reading a client's error body."""
+        if not self._wal_refusal_logged:
+            self._wal_refusal_logged = True
+            log.error("the write-ahead log refuses writes until the server is restarted: %s",
+                      cause)
+        return StorageUnavailable(f"The write-ahead log cannot accept writes: {cause}")
 
     @property
     def healthy(self) -> bool:

@@ -24,14 +24,15 @@ THIRD_PARTY_ALLOWED = {
     "engine": {"trio", "sqlglot", "pyarrow", "datafusion", "wal", "crc32c", "bcrypt"},
     "api": {"trio", "quart", "quart_trio", "hypercorn", "jwt", "bcrypt", "engine", "wal",
             "werkzeug"},
-    # `sluice wal init` runs open_wal under trio.run; `sluice ingest` reads Arrow files
-    "tools": {"trio", "wal", "engine", "pyarrow"},
+    # `sluice wal init` runs open_wal under trio.run; `sluice ingest` reads Arrow files;
+    # `sluice subscribe` speaks WebSocket through wsproto (a dependency of hypercorn)
+    "tools": {"trio", "wal", "engine", "pyarrow", "wsproto"},
 }
-# The client commands (`sluice sql`, `setup`, `ingest`, `consume`) talk to a server over HTTP
-# only: they import neither the engine, nor the server, nor the log.
+# The client commands (`sluice sql`, `setup`, `ingest`, `consume`, `subscribe`) talk to a
+# server over HTTP (and WebSocket) only: they import neither the engine, nor the server, nor the log.
 CLIENT_MODULES = ("tools/client.py", "tools/connect.py", "tools/render.py",
                   "tools/statements.py", "tools/sql_shell.py", "tools/setup_cmd.py",
-                  "tools/ingest.py", "tools/consume.py")
+                  "tools/ingest.py", "tools/consume.py", "tools/subscribe.py", "tools/ws.py")
 PROJECT = set(PACKAGES)
 IO_CALLS = {"write", "pwrite", "fsync", "fdatasync", "rename", "replace", "unlink", "remove"}
 FUNCTION_LINES_MAX = 70

@@ -6,8 +6,8 @@ module with ``importlib`` and calls ``function(argv_rest, prog) -> int``; the ta
 its own options. Keeping targets as strings means ``sluice wal ...`` never imports the engine
 or the HTTP stack, ``sluice serve`` never imports the WAL tools, and ``tools/`` itself
 depends only on ``wal`` (and ``engine.events``); the client commands (``sql``, ``setup``,
-``ingest``, ``consume``) speak HTTP to a server and import none of ``wal``, ``engine``,
-``api``. New commands are new rows.
+``ingest``, ``consume``, ``subscribe``) speak HTTP (and WebSocket) to a server and import
+none of ``wal``, ``engine``, ``api``. New commands are new rows.
 
 Exit codes are shared by every command (``EXIT_*``). argparse's usual code 2 for usage errors
 is moved to 64 (sysexits' EX_USAGE) so that 2 always means "the log is corrupt". The client
@@ -92,6 +92,8 @@ COMMANDS: dict[tuple[str, ...], Command] = {
                          "stream an NDJSON or Arrow IPC file into a table"),
     ("consume",): Command("tools.consume:consume_main",
                           "read a topic as a consumer group: one JSON line per message"),
+    ("subscribe",): Command("tools.subscribe:subscribe_main",
+                            "live query over /v1/ws: initial rows, then each change"),
 }
 GROUPS: dict[tuple[str, ...], str] = {
     (): "Sluice: a stream-first, event-sourced storage engine.",

@@ -142,6 +142,13 @@ class Wal:
         segments = list_segments(self.directory)
         return Lsn(segments[0].base_lsn if segments else 1)
 
+    def segment_sizes(self) -> list[tuple[int, int]]:
+        """``(base LSN, bytes on disk)`` of every segment, oldest first; the last one is the
+        active segment. Segments are preallocated, so a size is what the file holds on the
+        disk, not the bytes of its records. Stats files in the calling thread."""
+        return [(seg.base_lsn, seg.path.stat().st_size)
+                for seg in list_segments(self.directory)]
+
     @property
     def poisoned(self) -> BaseException | None:
         """The I/O error that poisoned the WAL, or None while healthy."""

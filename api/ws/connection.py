@@ -78,7 +78,7 @@ class Connection:
 
     # ---- outgoing ------------------------------------------------------------------------
 
-    def put(self, message: dict[str, Any]) -> None:
+    def put(self, message: dict[str, Any] | frames.Encoded) -> None:
         self.outbox.put(message)
 
     def error(self, subscription_id: str, code: str, message: str) -> None:
@@ -96,6 +96,9 @@ class Connection:
                     await self._send({"type": "websocket.close", "code": item.code,
                                       "reason": item.reason})
                     break
+                if isinstance(item, frames.Encoded):  # rendered and encoded in a worker
+                    await self._send(item.event)
+                    continue
                 if isinstance(item, Change):
                     item = self._render(item)
                     if item is None:

@@ -16,19 +16,24 @@ checked, or raises ``ProtocolViolation`` (the connection then closes with **1011
 Server → client: compact JSON text; with compression on (the default; ``?compress=false``
 turns it off) a message of at least ``GZIP_MIN_BYTES`` whose gzip is smaller goes out as a
 gzip **binary** frame instead. Pure functions; ``encode`` of a large message is CPU work, so
-callers run it in a worker thread above ``ENCODE_INLINE_MAX_BYTES``.
+callers run it in a worker thread above ``ENCODE_INLINE_MAX_BYTES`` (or encode in the
+worker thread that rendered the message, and queue the result as ``Encoded``).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
+import zlib
+from dataclasses import dataclass
 from typing import Any
 
 GZIP_MIN_BYTES = 512  # PROTOCOL §6.2
 # gzip level 6: zlib's default, the reference's (flate2 default); level 9 costs ~2x the
 # CPU for a few percent.
 GZIP_LEVEL = 6
+# Above ENCODE_INLINE_MAX_BYTES (initial pages, big changes) level 1: for 100 KB of row JSON
+# it is ~4x faster than level 6 (0.45 vs 1.8 ms here) for output ~8 % larger.
+GZIP_LEVEL_LARGE = 1
 # JSON bodies longer than this are compressed in a worker thread (about 0.5 ms of CPU).
 ENCODE_INLINE_MAX_BYTES = 64 * 1024
 
@@ -113,12 +118,20 @@ def dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A message already encoded (``encode``'s event), queued for the writer to send as is."""
+
+    event: dict[str, Any]
+
+
 def encode(message: dict[str, Any] | str, compress: bool) -> dict[str, Any]:
     """The ASGI ``websocket.send`` event for ``message`` (a dict, or its JSON text)."""
     text = message if isinstance(message, str) else dumps(message)
     if compress and len(text) >= GZIP_MIN_BYTES:  # chars ≤ bytes: a cheap first test
         data = text.encode()
-        packed = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+        level = GZIP_LEVEL if len(data) <= ENCODE_INLINE_MAX_BYTES else GZIP_LEVEL_LARGE
+        packed = zlib.compress(data, level, wbits=31)  # wbits 31: a gzip member (RFC 1952)
         if len(packed) < len(data):
             return {"type": "websocket.send", "bytes": packed}
     return {"type": "websocket.send", "text": text}

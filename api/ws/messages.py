@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from engine import EngineError, Session
-from engine.live import LiveQueryError, Subscription, render
+from engine.live import InitialRows, LiveQueryError, Page, Subscription, render
 
 from ..auth import AuthFailure, verify_access_token
+from . import frames
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -92,30 +93,47 @@ async def _subscribe(conn: Connection, message: dict[str, Any]) -> None:
     if sub.state == "live":  # no options: no initial data, changes flow from now on
         conn.put(render.ack(sub, None))
         return
+    job = live.initial_job(sub)
+    await _send_page(conn, sub, None, job)
+
+
+def _page_frame(sub: Subscription, initial: InitialRows, after: int | None, batch_num: int,
+                compress: bool) -> tuple[Page, frames.Encoded]:
+    """Worker thread: cut the page and render and encode its message (pure: the
+    subscription fields it reads never change after subscribing)."""
+    page = initial.page(after, batch_num, sub.batch_size, sub.last_rows)
+    text = render.initial_batch_text(sub, page)
+    return page, frames.Encoded(frames.encode(text, compress))
+
+
+async def _send_page(conn: Connection, sub: Subscription, after: int | None,
+                     job: Callable[[], InitialRows] | None) -> None:
+    """Queues the next initial page (with the ack before batch 0); goes live after the
+    last one. With ``job`` (the first page) the initial load runs first, in the same
+    worker thread as the page's rendering and compression: one thread hop per page. The
+    subscription keeps buffering meanwhile."""
+    initial, batch_num = sub.initial, sub.batches_sent
+
+    def work() -> tuple[InitialRows, Page, frames.Encoded]:
+        rows = job() if job is not None else initial
+        assert rows is not None
+        return rows, *_page_frame(sub, rows, after, batch_num, conn.compress)
+
     try:
-        await live.load(sub)
+        initial, page, frame = await trio.to_thread.run_sync(work)
     except EngineError as exc:
         sub.fail("SUBSCRIPTION_FAILED", f"Initial load failed: {exc}")
         return
-    if sub.state == "loading":
-        await _send_page(conn, sub, None, first=True)
-
-
-async def _send_page(conn: Connection, sub: Subscription, after: int | None, *,
-                     first: bool) -> None:
-    """Queues the next initial page (with the ack before batch 0); goes live after the
-    last one. Rendering runs in a worker thread (the subscription keeps buffering)."""
-    page = sub.page(after)
-    try:
-        batch = await trio.to_thread.run_sync(render.initial_batch, sub, page)
     except Exception as exc:  # a cell JSON cannot carry, a column dropped meanwhile, …
         sub.fail("CONVERSION_ERROR", f"Row conversion failed: {exc}")
         return
     if sub.state != "loading":
-        return  # dropped meanwhile (buffer overflow, unsubscribe, kill)
-    if first:
+        return  # dropped meanwhile (buffer overflow, unsubscribe, kill, DROP TABLE)
+    if job is not None:
+        sub.loaded(initial)
         conn.put(render.ack(sub, page))
-    conn.put(batch)
+    sub.batches_sent = batch_num + 1
+    conn.put(frame)
     if not page.has_more:
         sub.go_live()
 
@@ -125,11 +143,11 @@ async def _next_batch(conn: Connection, message: dict[str, Any]) -> None:
         return  # ignored before auth, without a reply (§6.3)
     sub_id = message["subscription_id"]
     sub = conn.subs.get(sub_id)
-    if sub is None or sub.state != "loading" or sub.rows is None:
+    if sub is None or sub.state != "loading" or sub.initial is None:
         conn.error(sub_id, "BATCH_FETCH_FAILED",
                    f"No initial load in progress for subscription '{sub_id}'")
         return
-    await _send_page(conn, sub, message.get("last_seq_id"), first=False)
+    await _send_page(conn, sub, message.get("last_seq_id"), None)
 
 
 async def _unsubscribe(conn: Connection, message: dict[str, Any]) -> None:

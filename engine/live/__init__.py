@@ -8,5 +8,6 @@ from .query import LiveQueryError as LiveQueryError
 from .query import compile_live_query as compile_live_query
 from .registry import LiveRegistry as LiveRegistry
 from .subscription import Change as Change
+from .subscription import InitialRows as InitialRows
 from .subscription import Page as Page
 from .subscription import Subscription as Subscription

@@ -24,12 +24,23 @@ Limits (EngineConfig): ``live_subscriptions_per_user_max`` across connections,
 ``live_subscriptions_per_connection_max``, ``live_load_buffer_changes_max`` per
 subscription, ``live_batch_size_max_rows`` per initial page.
 
-Task safety: trio thread only. ``load`` runs the snapshot's filtering in a worker thread.
+Initial load: ``subscribe`` captures the snapshot (references to the partition's chunks);
+``initial_job`` filters it in a worker thread into an ``InitialRows`` index — the matching
+rows are not copied, pages are cut from the snapshot's batches on demand — so an initial
+load holds 16 bytes per matching row beyond the snapshot it pins until it finishes.
+
+Dropped tables: ``table_dropped`` (called by DROP TABLE and DROP NAMESPACE … CASCADE) fails
+the table's subscriptions with ``NOT_FOUND``, which removes them from the registry and
+``system.live``.
+
+Task safety: trio thread only, except the callables ``initial_job`` returns.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -43,7 +54,7 @@ from ..query import RowSnapshot, snapshot_rows
 from ..session import Session
 from .outbox import Outbox
 from .query import LiveQuery, LiveQueryError, compile_live_query
-from .subscription import Change, Subscription
+from .subscription import Change, InitialRows, Subscription
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -128,18 +139,31 @@ class LiveRegistry:
         for sub in [s for s in self.by_id.values() if s.connection_id == connection_id]:
             sub.close()
 
+    def table_dropped(self, table: TableDef) -> None:
+        """DROP TABLE / DROP NAMESPACE … CASCADE removed ``table``: each subscription on it
+        gets a ``NOT_FOUND`` error (the code of subscribing to an unknown table, §6.5) and
+        leaves the registry and ``system.live``."""
+        for sub in list(self.by_table.get(table.table_id, {}).values()):
+            sub.fail("NOT_FOUND", f"Not found: Table not found: {table.qualified_name} "
+                     "(the table was dropped)")
+
     # ---- initial load ---------------------------------------------------------------------
 
-    async def load(self, sub: Subscription) -> None:
-        """Filters the captured snapshot in a worker thread into ``sub.rows`` (matching,
-        not deleted, ``_seq`` above ``from``, ordered by ``_seq``) and records the
-        snapshot's high-water mark. Cancellable (the subscription stays loading)."""
+    def initial_job(self, sub: Subscription) -> Callable[[], InitialRows]:
+        """The work of ``sub``'s initial load as a call for a worker thread (pure Arrow over
+        the snapshot captured at registration): its matching, not deleted rows with
+        ``_seq`` above ``from``, in ``_seq`` order, and the snapshot's high-water mark.
+        Hand the result to ``sub.loaded``. Releases the subscription's hold on the
+        snapshot (the job keeps it until it ran)."""
         snapshot, query, from_seq = sub.snapshot, sub.query, sub.from_seq
-        assert snapshot is not None
-        rows, high = await trio.to_thread.run_sync(_initial_rows, snapshot, query, from_seq)
+        assert snapshot is not None, "no snapshot: subscribed without options, or loaded"
         sub.snapshot = None
-        if sub.state == "loading":
-            sub.rows, sub.snapshot_seq = rows, high
+        return functools.partial(initial_rows, snapshot, query, from_seq)
+
+    async def load(self, sub: Subscription) -> None:
+        """``initial_job`` in a worker thread, then ``sub.loaded``. Cancellable (the
+        subscription stays loading without rows)."""
+        sub.loaded(await trio.to_thread.run_sync(self.initial_job(sub)))
 
     # ---- the commit listener ----------------------------------------------------------------
 
@@ -235,21 +259,38 @@ def _load_options(options: dict[str, Any] | None, batch_max: int
     return batch_size, last_rows, number("from", "from_seq_id")
 
 
-def _initial_rows(snapshot: RowSnapshot, query: LiveQuery, from_seq: int | None
-                  ) -> tuple[pa.Table, int]:
-    """Worker thread: the snapshot's matching rows (storage names, by ``_seq``) and the
-    largest ``_seq`` the snapshot holds (tombstones and non-matching rows included)."""
+def initial_rows(snapshot: RowSnapshot, query: LiveQuery, from_seq: int | None
+                 ) -> InitialRows:
+    """Any thread: the snapshot's matching rows as an ``InitialRows`` index (nothing copied
+    but 16 bytes per matching row), evaluated batch by batch."""
     high = 0
     for part in snapshot.tables:
         if part.num_rows:
             high = max(high, int(pc.max(part.column(SEQ_COLUMN)).as_py()))
     table = snapshot.materialize().rename_columns(storage_schema(query.table).names)
-    if from_seq is not None:
-        table = table.filter(pc.greater(table.column(SEQ_COLUMN), from_seq))
-    if table.num_rows and query.predicate is not None:
-        batch = table.combine_chunks().to_batches()[0]
-        table = pa.Table.from_batches([batch.take(query.matches(batch))])
-    return table.sort_by([(SEQ_COLUMN, "ascending")]), high
+    batches = tuple(b for b in table.to_batches() if b.num_rows)
+    chunks, locals_, seqs = [], [], []
+    for index, batch in enumerate(batches):
+        seq = batch.column(SEQ_COLUMN)
+        if query.predicate is None:
+            picked = pc.indices_nonzero(pc.is_valid(seq))  # every row
+        else:
+            picked = pa.array(query.matches(batch), pa.int64())
+        if from_seq is not None:
+            picked = picked.filter(pc.greater(seq.take(picked), from_seq))
+        if len(picked):
+            chunks.append(pa.repeat(pa.scalar(index, pa.int32()), len(picked)))
+            locals_.append(picked.cast(pa.int64()))
+            seqs.append(seq.take(picked))
+    if not seqs:
+        empty = pa.array([], pa.int64())
+        return InitialRows(batches, pa.array([], pa.int32()), empty, empty, table.schema, high)
+    chunk, local, seq = (pa.concat_arrays(a) for a in (chunks, locals_, seqs))
+    if len(seq) > 1 and not pc.all(pc.greater(seq.slice(1), seq.slice(0, len(seq) - 1))
+                                   ).as_py():
+        order = pc.sort_indices(seq)
+        chunk, local, seq = chunk.take(order), local.take(order), seq.take(order)
+    return InitialRows(batches, chunk, local, seq, table.schema, high)
 
 
 def _previous_versions(engine: Engine, table: TableDef, change: RowChange, new: pa.Table,

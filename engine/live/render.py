@@ -12,6 +12,13 @@ Rows are objects keyed by column name in select-list order, cells in the §3.5 e
 - delete (USER/SHARED, soft): ``old_values`` = the tombstone rows with ``_deleted: true``;
 - delete on a STREAM table (hard): ``old_values`` = ``{"row_id": "<user_id>:<seq>"}``.
 
+Initial pages are rendered straight to JSON text (``initial_batch_text``), column by column
+with Arrow kernels (``rows_json``): each cell becomes its JSON text, then each row one string
+— no Python dict per row and no ``json.dumps`` walk over them. Kinds without an exact Arrow
+rendering (floats, temporals, bytes, …) and strings that need JSON escaping take the slow
+path (``column_to_json`` + ``json.dumps`` per cell), so the text always equals
+``json.dumps(row_objects(...))`` (tests/engine/test_live.py checks it).
+
 Runs in the connection's writer task (trio thread), never in the commit path. Raises
 ``InvalidValue`` for a cell JSON cannot carry (NaN, …): the caller drops the subscription
 with ``CONVERSION_ERROR``.
@@ -23,6 +30,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..catalog import DELETED_COLUMN, SEQ_COLUMN, ColumnDef
 from ..events import Op
@@ -65,6 +73,59 @@ def row_objects(table: pa.Table, query: LiveQuery, *, deleted: bool = False
     cells = _cells(table, columns)
     names = [name for name, _, _ in columns]
     return [dict(zip(names, values, strict=True)) for values in zip(*cells, strict=True)]
+
+
+# Characters json.dumps(ensure_ascii=False) escapes inside a string (RE2 syntax).
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+_INTEGER_KINDS = ("SmallInt", "Int", "BigInt")
+
+
+def _quoted(texts: pa.Array | pa.ChunkedArray) -> Any:
+    return pc.binary_join_element_wise('"', texts, '"', "")
+
+
+def _cell_texts(array: pa.ChunkedArray, kind: KalamType) -> Any:
+    """The JSON text of every cell of ``array`` (``"null"`` for NULL), as a string array."""
+    arrow = array.type
+    texts: Any = None
+    if kind.kind in _INTEGER_KINDS and pa.types.is_integer(arrow):
+        texts = pc.cast(array, pa.utf8())
+        if kind.kind == "BigInt":
+            texts = _quoted(texts)  # §3.5: BIGINT as a decimal string
+    elif kind.kind == "Boolean" and pa.types.is_boolean(arrow):
+        texts = pc.if_else(array, "true", "false")
+    elif kind.kind in ("Text", "Json", "File") and (
+            pa.types.is_string(arrow) or pa.types.is_large_string(arrow)) and \
+            not pc.any(pc.match_substring_regex(array, _NEEDS_ESCAPE)).as_py():
+        texts = _quoted(array)  # nothing to escape (ensure_ascii=False keeps the rest)
+    if texts is None:  # the general path: exactly what json.dumps makes of the §3.5 cells
+        texts = pa.array([_dumps(v) for v in column_to_json(array, kind)], pa.utf8())
+    return pc.fill_null(texts, "null")
+
+
+def rows_json(table: pa.Table, query: LiveQuery, *, deleted: bool = False) -> str:
+    """``json.dumps(row_objects(table, query, deleted=deleted))``, compact, built with
+    vectorized kernels (see the module docstring)."""
+    if not table.num_rows:
+        return "[]"
+    columns = [(c.name, c.storage_name, c.type) for c in query.columns]
+    columns.append((SEQ_COLUMN, SEQ_COLUMN, _SEQ_TYPE))
+    if query.star or deleted:
+        columns.append((DELETED_COLUMN, DELETED_COLUMN, _BOOL_TYPE))
+    parts: list[Any] = []
+    for index, (name, storage, kind) in enumerate(columns):
+        parts.append(("{" if index == 0 else ",") + _dumps(name) + ":")
+        parts.append(_cell_texts(table.column(storage), kind))
+    rows = pc.binary_join_element_wise(*parts, "}", "")
+    chunks = rows.chunks if isinstance(rows, pa.ChunkedArray) else [rows]
+    return "[" + ",".join(text for chunk in chunks for text in chunk.to_pylist()) + "]"
+
+
+def initial_batch_text(sub: Subscription, page: Page) -> str:
+    """``initial_batch(sub, page)`` as compact JSON text (same keys, same order)."""
+    return (f'{{"type":"initial_data_batch","subscription_id":{_dumps(sub.subscription_id)},'
+            f'"rows":{rows_json(page.rows, sub.query)},'
+            f'"batch_control":{_dumps(page.batch_control())}}}')
 
 
 def ack(sub: Subscription, page: Page | None) -> dict[str, Any]:

@@ -79,6 +79,62 @@ class Page:
                 "status": self.status, "last_seq_id": self.last_seq}
 
 
+@dataclass(frozen=True, slots=True)
+class InitialRows:
+    """An initial load's matching rows in ``_seq`` order, without copying them.
+
+    ``batches`` are the snapshot's record batches (storage names; zero-copy views of the
+    partition's chunks, so they cost memory only if the partition replaces those chunks
+    meanwhile); ``chunk``/``local`` say where each matching row is, ``seqs`` is its ``_seq``
+    — 16 bytes per matching row. A page is cut out on demand (``page``): a slice when its
+    rows are contiguous in one batch (the usual case: rows are stored in commit order),
+    else a take from the few batches it touches. Immutable, so pages can be cut in a
+    worker thread.
+    """
+
+    batches: tuple[pa.RecordBatch, ...]
+    chunk: pa.Array  # int32: index into ``batches`` of each matching row, by _seq ascending
+    local: pa.Array  # int64: the row's index in that batch
+    seqs: pa.Array  # int64: the row's _seq, ascending
+    schema: pa.Schema
+    high: int  # largest _seq in the snapshot (tombstones and non-matching rows included)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def page(self, after_seq: int | None, batch_num: int, batch_size: int,
+             last_rows: int | None) -> Page:
+        """Batch ``batch_num``: the rows after ``after_seq`` (None: from the start), at
+        most ``batch_size``; with ``last_rows`` the first batch is the newest rows only."""
+        total = len(self.seqs)
+        start = 0 if after_seq is None or not total else \
+            int(pc.sum(pc.less_equal(self.seqs, after_seq)).as_py())
+        if last_rows is not None and batch_num == 0:
+            low, high, has_more = max(start, total - last_rows), total, False
+        else:
+            low, high = start, min(total, start + batch_size)
+            has_more = high < total
+        return Page(self._rows(low, high), batch_num, has_more)
+
+    def _rows(self, low: int, high: int) -> pa.Table:
+        count = high - low
+        if count <= 0:
+            return self.schema.empty_table()
+        chunk, local = self.chunk.slice(low, count), self.local.slice(low, count)
+        first, begin = chunk[0].as_py(), local[0].as_py()
+        if local[-1].as_py() - begin == count - 1 and pc.all(pc.equal(chunk, first)).as_py() \
+                and (count == 1 or pc.all(pc.greater(local.slice(1), local.slice(0, count - 1))
+                                          ).as_py()):
+            return pa.Table.from_batches([self.batches[first].slice(begin, count)])
+        parts, where = [], []
+        for index in pc.unique(chunk).to_pylist():
+            positions = pc.indices_nonzero(pc.equal(chunk, index))
+            parts.append(self.batches[index].take(pc.take(local, positions)))
+            where.append(positions)
+        gathered = pa.Table.from_batches(parts, self.schema).combine_chunks()
+        return gathered.take(pc.sort_indices(pa.chunked_array(where)))
+
+
 @dataclass(slots=True, eq=False)
 class Subscription:
     live_id: str
@@ -99,7 +155,7 @@ class Subscription:
     snapshot_seq: int = 0  # high-water mark of the initial snapshot
     batch_size: int = 1000
     last_rows: int | None = None
-    rows: pa.Table | None = None  # the initial load's matching rows, while loading
+    initial: InitialRows | None = None  # the initial load's matching rows, while loading
     snapshot: RowSnapshot | None = None  # captured at registration, until ``load`` ran
     from_seq: int | None = None  # options.from: only rows after it
     batches_sent: int = 0
@@ -133,18 +189,17 @@ class Subscription:
         self.changes += 1
         self.last_update_ms = now_ms
 
+    def loaded(self, initial: InitialRows) -> None:
+        """The initial load's rows are ready (``LiveRegistry.initial_job``'s result);
+        ignored unless still loading."""
+        if self.state == "loading":
+            self.initial, self.snapshot_seq = initial, initial.high
+
     def page(self, after_seq: int | None) -> Page:
         """The next initial page: rows after ``after_seq`` (None: from the start)."""
-        assert self.rows is not None, "no initial load in progress"
-        rows = self.rows
-        if after_seq is not None:
-            rows = rows.filter(pc.greater(rows.column(SEQ_COLUMN), after_seq))
-        if self.last_rows is not None and self.batches_sent == 0:
-            rows, has_more = rows.slice(max(0, rows.num_rows - self.last_rows)), False
-        else:
-            has_more = rows.num_rows > self.batch_size
-            rows = rows.slice(0, self.batch_size)
-        page = Page(rows, self.batches_sent, has_more)
+        assert self.initial is not None, "no initial load in progress"
+        page = self.initial.page(after_seq, self.batches_sent, self.batch_size,
+                                 self.last_rows)
         self.batches_sent += 1
         return page
 
@@ -153,7 +208,7 @@ class Subscription:
         if self.state != "loading":
             return
         self.state = "live"
-        self.rows = None
+        self.initial = None
         pending, self.pending = self.pending, []
         for change in pending:
             if change.seq_max <= self.snapshot_seq:
@@ -176,6 +231,7 @@ class Subscription:
             return
         self.state = "closed"
         self.pending.clear()
-        self.rows = None
+        self.initial = None
+        self.snapshot = None
         if self.registry is not None:
             self.registry.forget(self)

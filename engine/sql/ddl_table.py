@@ -127,10 +127,12 @@ def cancel_queued_jobs(engine: Engine, parameters: str, reason: str) -> None:
 
 
 async def discard_table_data(engine: Engine, table: TableDef) -> None:
-    """After a TABLE_DROPPED (or NAMESPACE_DROPPED) event: cancels the table's queued jobs,
+    """After a TABLE_DROPPED (or NAMESPACE_DROPPED) event: ends the table's live
+    subscriptions (NOT_FOUND error), cancels its queued jobs,
     forgets its partitions and deletes its files in a worker thread. A file that cannot be
     deleted is logged and left behind (the table id in its path keeps it apart from any
     later table); its rows are already unreachable."""
+    engine.live.table_dropped(table)
     cancel_queued_jobs(engine, table.qualified_name, "table dropped")
     engine.store.drop_table(table.table_id)
     for key in [key for key in engine.store.cold if key[0] == table.table_id]:

@@ -121,10 +121,30 @@ def _writable(ctx: Ctx, node: Any) -> TableDef:
     return _writable_table(ctx, node.db or None, node.name)
 
 
+_TARGETS_MAX = 256  # (table, column list) pairs whose resolved target columns are kept
+_targets: dict[tuple[int, tuple[str, ...]], tuple[TableDef, list[ColumnDef]]] = {}
+
+
 def _target_columns(table: TableDef, names: list[str] | None) -> list[ColumnDef]:
+    """The INSERT's target columns, in the order named (all of them when ``names`` is None).
+    A repeated statement's list is resolved once per table definition: the cache holds the
+    definition itself and is used only for that very object (an ALTER or DROP/CREATE makes
+    a new one). Callers must not change the returned list."""
     if names is None:
         return list(table.columns)
-    columns = []
+    key = (id(table), tuple(names))
+    cached = _targets.get(key)
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    columns = _resolve_columns(table, names)
+    if len(_targets) >= _TARGETS_MAX:
+        _targets.clear()
+    _targets[key] = (table, columns)
+    return columns
+
+
+def _resolve_columns(table: TableDef, names: list[str]) -> list[ColumnDef]:
+    columns: list[ColumnDef] = []
     for name in names:
         column = _writable_column(table, name)
         if column in columns:
@@ -342,11 +362,14 @@ def _versions(ctx: Ctx, table: TableDef, rows: list[list[Any]], *, deleted: bool
     return _with_system_columns(ctx, table, arrays, len(rows), deleted=deleted)
 
 
+_FLAGS = {flag: pa.scalar(flag, pa.bool_()) for flag in (False, True)}  # built once
+
+
 def _with_system_columns(ctx: Ctx, table: TableDef, arrays: list[pa.Array], count: int, *,
                          deleted: bool) -> pa.Table:
     """New versions: the user columns plus a fresh ``_seq`` each and ``_deleted``."""
     seqs = pa.array(ctx.engine.seq_ids.next_many(count), pa.int64())
-    flags = pa.repeat(pa.scalar(deleted, pa.bool_()), count)
+    flags = pa.repeat(_FLAGS[deleted], count)
     return pa.Table.from_arrays([*arrays, seqs, flags], schema=storage_schema(table))
 
 

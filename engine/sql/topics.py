@@ -55,7 +55,9 @@ async def create_topic(ctx: Ctx, stmt: s.CreateTopic) -> StatementResult:
         return CatalogEvent(Kind.TOPIC_CREATED, {
             "topic_id": topic_id, "namespace": stmt.namespace.lower(),
             "name": stmt.name.lower(), "partitions": stmt.partitions,
-            "created_at_ms": ctx.now_ms()})
+            "created_at_ms": ctx.now_ms(),
+            "retention_seconds": ctx.engine.config.topic_retention_seconds_default,
+            "retention_max_bytes": ctx.engine.config.topic_retention_max_bytes_default})
 
     await ctx.write_catalog(build)
     return message_result(ctx.session.user_id,

@@ -44,9 +44,10 @@ Design
   ``topics/<topic_id>/<partition>.idx`` (temp → fsync → rename through the engine's FileIO)
   with the LSN it covers; a missing or damaged file is rebuilt by replaying the WAL.
 - **Retention** (``retention.py``): WAL segments are released only up to the oldest
-  message still inside its topic's retention (7 days by default); messages before the
-  released point are trimmed by a ``TOPIC_TRIMMED`` event, so a rebuild (from a file that
-  is behind, or from nothing) numbers offsets exactly as before.
+  message still inside its topic's retention — by time (7 days by default) and by bytes
+  (the newest WAL segments fitting 1 GiB by default; both set at CREATE TOPIC from the
+  config); messages before the released point are trimmed by a ``TOPIC_TRIMMED`` event, so
+  a rebuild (from a file that is behind, or from nothing) numbers offsets exactly as before.
 
 This package's ``__init__`` imports nothing (the catalog imports ``state`` at start-up).
 """

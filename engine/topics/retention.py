@@ -5,13 +5,22 @@
 - ``persist_indexes`` (trio thread; files written in a worker thread): writes each partition
   whose file is behind what has been published.
 - ``retain(bound)`` (under the write lock, from the engine's retention job): lowers the WAL
-  release bound so it keeps every message still inside its topic's retention time; then
-  trims, with one ``TOPIC_TRIMMED`` event per topic, the messages at or below the bound
-  (they are past retention). The released records are then never needed again — neither by
-  a loaded index file that is behind (it is rebased to the trim) nor by a rebuild from
-  scratch (it skips commits at or below the trim's LSN) — so index files need no hold.
+  release bound so it keeps every message still inside its topic's retention; then trims,
+  with one ``TOPIC_TRIMMED`` event per topic, the messages at or below the bound (they are
+  past retention). The released records are then never needed again — neither by a loaded
+  index file that is behind (it is rebased to the trim) nor by a rebuild from scratch (it
+  skips commits at or below the trim's LSN) — so index files need no hold.
 
-Retention by bytes (``retention_max_bytes``) is recorded but not enforced yet.
+A message is inside its topic's retention while both hold:
+- time: it was committed less than ``retention_seconds`` ago;
+- bytes: its WAL record lies in the newest segments whose on-disk sizes add up to at most
+  ``retention_max_bytes`` — counted from the active segment backwards, whole segments only
+  (a topic holds the log at segment granularity, so that is what its bytes cost). The
+  active segment is always kept, even when it alone is larger than the budget.
+A message past retention is trimmed only once no one else holds its segment either (the
+bound is shared: another topic's retention, or a table's unflushed rows, keep it
+readable a while longer). A consumer or group positioned before a trim resumes at the
+partition's earliest retained offset.
 """
 
 from __future__ import annotations
@@ -85,10 +94,13 @@ async def retain(service: TopicService, bound: int) -> int:
     engine = service.engine
     now_ms = engine.clock.now_ms()
     topics = list(engine.catalog.topics.topics.values())
+    sizes = await trio.to_thread.run_sync(engine.wal.segment_sizes)
     for topic in topics:
         keep_from_ms = now_ms - topic.retention_seconds * 1000
+        keep_from_lsn = _byte_horizon(sizes, topic.retention_max_bytes)
         for part in service.index.partitions(topic):
-            first_kept = _first_unexpired(part, keep_from_ms)
+            first_kept = max(_first_unexpired(part, keep_from_ms),
+                             bisect.bisect_left(part.lsns, keep_from_lsn))
             if first_kept < len(part.lsns):
                 bound = min(bound, part.lsns[first_kept] - 1)
     for topic in topics:
@@ -99,6 +111,21 @@ async def retain(service: TopicService, bound: int) -> int:
                 "updated_at_ms": now_ms}))
             service.index.partitions(engine.catalog.topics.topics[topic.topic_id])
     return bound
+
+
+def _byte_horizon(sizes: list[tuple[int, int]], max_bytes: int) -> int:
+    """The first LSN inside a byte retention of ``max_bytes``: the base LSN of the oldest
+    segment such that it and every newer one add up to at most ``max_bytes`` (the active,
+    last segment counts as kept whatever its size). ``sizes`` is ``Wal.segment_sizes()``."""
+    if not sizes:
+        return 0
+    horizon, total = sizes[-1]
+    for base_lsn, size in reversed(sizes[:-1]):
+        total += size
+        if total > max_bytes:
+            break
+        horizon = base_lsn
+    return horizon
 
 
 def _first_unexpired(part: PartitionIndex, keep_from_ms: int) -> int:

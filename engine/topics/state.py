@@ -120,7 +120,11 @@ class TopicCatalog:
         self.topics[body["topic_id"]] = TopicDef(
             body["topic_id"], body["namespace"], body["name"], partitions,
             int(body["created_at_ms"]), int(body["created_at_ms"]), lsn,
-            bases=tuple(PartitionBase(lsn, 0) for _ in range(partitions)))
+            bases=tuple(PartitionBase(lsn, 0) for _ in range(partitions)),
+            # Events written before retention was configurable carry no values: defaults.
+            retention_seconds=int(body.get("retention_seconds", RETENTION_SECONDS_DEFAULT)),
+            retention_max_bytes=int(body.get("retention_max_bytes",
+                                             RETENTION_MAX_BYTES_DEFAULT)))
 
     def _source_added(self, body: dict[str, Any], lsn: int) -> None:
         topic = self.topics[body["topic_id"]]

@@ -9,6 +9,7 @@ import pytest
 
 from api.multipart import (
     HEADER_BLOCK_MAX_BYTES,
+    PARTS_MAX,
     MultipartError,
     MultipartParser,
     PartData,
@@ -100,3 +101,16 @@ def test_multipart__boundary_parameter() -> None:
                 "multipart/form-data; boundary=" + "x" * 71):
         with pytest.raises(MultipartError):
             boundary_of(bad)
+
+
+def test_multipart__parts_max__exactly_at_the_limit_ok_one_more_refused() -> None:
+    # PARTS_MAX counts every part (fields and files alike): PARTS_MAX parts parse, the
+    # next part's headers are refused before its body is read (issue 7).
+    part = b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\nv\r\n'
+    parser = MultipartParser("b")
+    events = parser.feed(part * PARTS_MAX + b"--b--\r\n")
+    parser.close()
+    assert sum(isinstance(e, PartStart) for e in events) == PARTS_MAX
+    parser = MultipartParser("b")
+    with pytest.raises(MultipartError, match=f"more than {PARTS_MAX} multipart parts"):
+        parser.feed(part * (PARTS_MAX + 1) + b"--b--\r\n")

@@ -105,9 +105,12 @@ async def test_fault_server__wal_io_error__503_unhealthy_nothing_acknowledged_lo
             await node.stop()
         finally:
             await node.aclose()
-    # The 503 names the cause (the server's log does not: see the issue 9 report).
+    # The 503 names the cause, and so does the server's log (once).
     reason = os.strerror(getattr(errno, errno_name))
     assert any(reason in line for line in run.ledger.unknown), run.ledger.unknown[:3]
+    server_log = node.stderr.decode(errors="replace")
+    assert server_log.count("the write-ahead log refuses writes") == 1, node.log
+    assert reason in server_log, node.log
     await restart_and_check(run)
 
 

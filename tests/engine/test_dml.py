@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from engine.errors import (
     AlreadyExists,
@@ -313,3 +314,53 @@ async def test_insert__fast_column_path__same_coercions_and_errors(tmp_path: Pat
             await sql(engine, ROOT, "INSERT INTO app.n (id, small) VALUES (3, 40000)")
         with pytest.raises(InvalidValue, match="id"):
             await sql(engine, ROOT, "INSERT INTO app.n (id) VALUES (3000000000)")
+
+
+async def test_insert__cached_statement_text__follows_drop_create_and_alter(tmp_path: Path) -> None:
+    # The statement cache is keyed by SQL text; the table is resolved at execution, so a
+    # cached INSERT must follow DROP/CREATE and ALTER TABLE of its target.
+    insert = "INSERT INTO app.c (id, a) VALUES ($1, $2)"
+    async with engine_at(tmp_path) as engine:
+        await sql(engine, ROOT, "CREATE NAMESPACE app; "
+                  "CREATE SHARED TABLE app.c (id BIGINT PRIMARY KEY, a TEXT)")
+        await sql(engine, ROOT, insert, [1, "x"])
+        await sql(engine, ROOT, "DROP TABLE app.c; "
+                  "CREATE SHARED TABLE app.c (id TEXT PRIMARY KEY, a INT NOT NULL)")
+        await sql(engine, ROOT, insert, ["k", 5])
+        with pytest.raises(InvalidValue, match="'a'"):
+            await sql(engine, ROOT, insert, ["m", None])
+        assert await rows(engine, ROOT, "SELECT id, a FROM app.c") == [["k", 5]]
+        await sql(engine, ROOT, "ALTER TABLE app.c ADD COLUMN b TEXT DEFAULT 'd'")
+        await sql(engine, ROOT, insert, ["l", 6])
+        assert await rows(engine, ROOT, "SELECT id, a, b FROM app.c") == [
+            ["k", 5, "d"], ["l", 6, "d"]]  # existing rows take the fill too
+        await sql(engine, ROOT, "ALTER TABLE app.c DROP COLUMN a")
+        with pytest.raises(InvalidOperation, match="'a' does not exist") as caught:
+            await sql(engine, ROOT, insert, ["n", 7])
+        assert (caught.value.statement_index, caught.value.statement_sql) == (1, insert)
+
+
+async def test_insert__one_request_one_insert__located_errors_and_staged_keys(
+        tmp_path: Path) -> None:
+    # A request that is one literal INSERT (read without splitting) still reports its text
+    # and index, and keys of staged (not yet durable) inserts count for uniqueness.
+    async with engine_at(tmp_path) as engine:
+        await setup(engine)
+        text = "INSERT INTO app.items (id, title) VALUES (1, 'a'), (1, 'b')"
+        with pytest.raises(AlreadyExists, match="value '1'") as caught:
+            await sql(engine, ROOT, f"  {text} ;; -- done")
+        assert (caught.value.statement_index, caught.value.statement_sql) == (1, text)
+        outcomes: list[str] = []
+
+        async def insert_100() -> None:
+            try:
+                await sql(engine, ROOT, "INSERT INTO app.items (id, title) VALUES (100, 'x')")
+                outcomes.append("ok")
+            except AlreadyExists:
+                outcomes.append("exists")
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):  # while the first is staged, the others must see its key
+                nursery.start_soon(insert_100)
+        assert sorted(outcomes) == ["exists"] * 7 + ["ok"]
+        assert await rows(engine, ROOT, "SELECT id FROM app.items") == [["100"]]

@@ -215,3 +215,67 @@ def test_fast_path__hundred_rows__well_under_a_millisecond() -> None:
     assert len(parse_insert_values(sql).rows) == 100  # type: ignore[union-attr]
     best = min(timeit.repeat(lambda: parse_insert_values(sql), number=20, repeat=5)) / 20
     assert best < 0.005  # ~0.5 ms on the development machine; generous for slow CI
+
+
+# --- the whole-request path (``parse_whole_insert``, ``classify_whole``) ---------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(_statement(), st.sampled_from(["", "  ", "\n-- lead\n", "/* a */ "]),
+       st.sampled_from(["", " ", ";", "; -- tail\n", ";;", " /* ) */"]))
+def test_parse_whole_insert__same_text_and_statement_as_split_then_classify(
+        case: tuple[str, bool], before: str, after: str) -> None:
+    # One pass must give exactly what splitting, then classifying, gives; else None.
+    from engine.sql.insert_values import parse_whole_insert
+    from engine.sql.split import split_with_tokens
+
+    sql = before + case[0] + after
+    whole = parse_whole_insert(sql)
+    if whole is None:
+        return
+    text, statement = whole
+    assert [piece for piece, _ in split_with_tokens(sql)] == [text]
+    assert _classify(text, None, fast_insert=True) == statement
+    assert case[1]  # only statements the fast path fully accepts come back
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO t (a, b) VALUES (1)",  # row too short: the general route reports it
+    "INSERT INTO t VALUES (1, 2), (3)",
+    "INSERT INTO t (a) VALUES (1); INSERT INTO t (a) VALUES (2)",  # two statements
+    "INSERT INTO t (a) VALUES (1) RETURNING *",
+    "INSERT INTO values (a) VALUES (1)",  # not a plain name
+    "SELECT 1",
+])
+def test_parse_whole_insert__anything_else__none(sql: str) -> None:
+    from engine.sql.insert_values import parse_whole_insert
+
+    assert parse_whole_insert(sql) is None
+
+
+def test_parse_whole_insert__comment_with_parenthesis_inside_last_row__exact_text() -> None:
+    from engine.sql.insert_values import parse_whole_insert
+
+    sql = " INSERT INTO t (a, b) VALUES (1, 'x' /* ) */ ) -- tail )\n;"
+    assert parse_whole_insert(sql) == (
+        "INSERT INTO t (a, b) VALUES (1, 'x' /* ) */ )",
+        InsertValues(None, "t", ("a", "b"), ((1, "x"),)))
+    loose = "INSERT INTO t VALUES (1, 'x' /* ) */ ), (2, 'y') ;"  # no column list
+    assert parse_whole_insert(loose)[0] == loose[:-2]  # type: ignore[index]
+
+
+def test_classify_whole__cached_text__same_object_without_parsing() -> None:
+    from engine.sql.classify import STATEMENT_CACHE, classify_whole
+
+    STATEMENT_CACHE.clear()
+    sql = "INSERT INTO app.t (id, a) VALUES ($1, $2)"
+    text, first = classify_whole(sql)  # type: ignore[misc]
+    assert text == sql and first == classify(sql)
+    assert classify_whole(sql) == (sql, first) and classify_whole(sql)[1] is first  # type: ignore[index]
+    query = "SELECT * FROM app.t WHERE id = $1"
+    assert classify_whole(query) is None  # not cached yet, not an INSERT
+    cached = classify(query)
+    assert classify_whole(query) == (query, cached)
+    misses = STATEMENT_CACHE.misses
+    assert classify_whole("SELECT 2") is None
+    assert STATEMENT_CACHE.misses == misses  # a guess that fails is not a miss
