@@ -7,6 +7,7 @@ Non-admins see redacted messages where the reference redacts them, and never ``d
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,22 @@ REDACTED_INTERNAL = "SQL request failed"
 # A disk failing under a request (e.g. staging or moving an uploaded FILE) is a storage
 # outage, 503 like a poisoned WAL, not a 500 bug (issue 9 fault injection).
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS})
+
+
+def is_disk_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
+
+
+def log_request_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """How a failed request is logged: engine errors are the client's (not logged); a disk
+    error is one warning line (an outage the operator must see, not a bug); anything else
+    is a bug, logged with its traceback."""
+    if isinstance(exc, EngineError):
+        return
+    if is_disk_error(exc):
+        logger.warning("%s failed: storage unavailable: %s", what, exc)
+    else:
+        logger.error("%s failed unexpectedly", what, exc_info=exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +88,7 @@ def sql_error(exc: BaseException, *, is_admin: bool, took_ms: float
     elif isinstance(exc, EngineError):
         mapping = next((m for cls, m in _ENGINE_ERRORS if isinstance(exc, cls)),
                        Mapping(400, "SQL_EXECUTION_ERROR", REDACTED_FAILED))
-    elif isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+    elif is_disk_error(exc):
         mapping = Mapping(503, "STORAGE_UNAVAILABLE")
     else:
         mapping = Mapping(500, "INTERNAL_ERROR", REDACTED_INTERNAL)

@@ -530,7 +530,8 @@ def json_cell(result: CellResult) -> dict:
     kind = result.cell.kind
     system = ("postgresql" if kind.name.startswith("pg_") else
               "asgi ceiling" if kind.name == "ceiling" else "sluice")
-    return cells_json.cell(result.cell.key, kind.label, system, group=kind.name,
+    return cells_json.cell(result.cell.key, f"{kind.label}, {result.cell.connections} conn",
+                           system, group=kind.name,
                            x=result.cell.connections, rate=result.median("rows_s"),
                            rate_unit="rows/s", p50_ms=result.median("p50_ms"),
                            p99_ms=result.median("p99_ms"), metrics=cells_json.medians(result))

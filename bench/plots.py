@@ -31,6 +31,8 @@ X_NAMES = {"wal": "appenders (ceiling: records per fdatasync)", "http": "connect
            "topics": "batch size (publish: routes)", "live": "batch size / subscriptions"}
 SYSTEM_COLOURS = {"sluice": "#1f77b4"}
 PEER_COLOURS = ("#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#7f7f7f")
+LINE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+                "#7f7f7f", "#bcbd22", "#17becf")  # one per curve in a throughput panel
 
 
 def _pyplot() -> Any:
@@ -64,6 +66,18 @@ def _panels(plt: Any, heights: Sequence[float]) -> tuple[Any, list[Any]]:
     return fig, [row[0] for row in axes]
 
 
+def _positive(value: float | None) -> bool:
+    return value is not None and value > 0  # a log axis cannot show 0 (e.g. "not measured")
+
+
+def _log_limits(ax: Any, values: Sequence[float]) -> None:
+    """Log x-axis limits around the positive values (bars start at 0, which autoscaling on
+    a log axis handles badly)."""
+    shown = [v for v in values if _positive(v)]
+    if shown:
+        ax.set_xlim(min(shown) / 2, max(shown) * 2)
+
+
 def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -77,34 +91,33 @@ def throughput_plot(plt: Any, runs: dict[str, dict[str, Any]], path: Path) -> Pa
     for name, run in runs.items():
         groups: dict[str, list[dict[str, Any]]] = {}
         for cell in run["cells"]:
-            if cell["x"] is not None and cell["rate"] is not None:
+            if cell["x"] is not None and _positive(cell["rate"]):
                 groups.setdefault(cell["group"], []).append(cell)
         groups = {g: cells for g, cells in groups.items() if len({c["x"] for c in cells}) > 1}
         if groups:
             panels.append((name, groups))
     if not panels:
         return None
-    systems = _systems(runs)
-    fig, axes = _panels(plt, [4.0] * len(panels))
+    fig, axes = _panels(plt, [4.0] * len(panels))  # peers: dashed lines
     for ax, (name, groups) in zip(axes, panels, strict=True):
-        for group, cells in groups.items():
+        for index, (group, cells) in enumerate(groups.items()):
             cells = sorted(cells, key=lambda c: c["x"])
             system = cells[0]["system"]
             ax.plot([c["x"] for c in cells], [c["rate"] for c in cells], marker="o",
                     linestyle="-" if system == "sluice" else "--",
-                    color=None if system == "sluice" else _colour(system, systems),
+                    color=LINE_COLOURS[index % len(LINE_COLOURS)],
                     label=f"{group} ({system})")
         unit = next(iter(groups.values()))[0]["rate_unit"]
         ax.set(xscale="log", yscale="log", xlabel=X_NAMES.get(name, "x"), ylabel=unit,
                title=f"{TITLES.get(name, name)}: throughput")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small", loc="best")
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(plt, fig, path)
 
 
 def latency_plot(plt: Any, runs: dict[str, dict[str, Any]], path: Path) -> Path | None:
     """p50/p99 bars per cell, one panel per bench."""
-    panels = [(name, [c for c in run["cells"] if c["p50_ms"] is not None])
+    panels = [(name, [c for c in run["cells"] if _positive(c["p50_ms"])])
               for name, run in runs.items()]
     panels = [(name, cells) for name, cells in panels if cells]
     if not panels:
@@ -119,6 +132,7 @@ def latency_plot(plt: Any, runs: dict[str, dict[str, Any]], path: Path) -> Path 
         ax.invert_yaxis()
         ax.set(xscale="log", xlabel="ms (log scale)",
                title=f"{TITLES.get(name, name)}: latency percentiles")
+        _log_limits(ax, [c["p50_ms"] for c in cells] + [c["p99_ms"] for c in cells])
         ax.grid(True, axis="x", which="both", alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
     return _save(plt, fig, path)
@@ -128,7 +142,7 @@ def peers_plot(plt: Any, runs: dict[str, dict[str, Any]], path: Path) -> Path | 
     """Every cell's rate coloured by system, benches that measured a peer only."""
     panels = []
     for name, run in runs.items():
-        cells = [c for c in run["cells"] if c["rate"] is not None]
+        cells = [c for c in run["cells"] if _positive(c["rate"])]
         if len({c["system"] for c in cells}) > 1:
             panels.append((name, sorted(cells, key=lambda c: (c["rate_unit"], c["group"],
                                                               c["x"] or 0))))
@@ -148,6 +162,7 @@ def peers_plot(plt: Any, runs: dict[str, dict[str, Any]], path: Path) -> Path | 
             ax.barh([0], [0], color=_colour(system, systems), label=system)
         ax.set(xscale="log", xlabel="throughput (log scale; unit per bar)",
                title=f"{TITLES.get(name, name)}: Sluice vs peers, same run")
+        _log_limits(ax, [c["rate"] for c in cells])
         ax.grid(True, axis="x", which="both", alpha=0.3)
         ax.legend(fontsize="small", loc="lower right")
     return _save(plt, fig, path)

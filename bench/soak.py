@@ -112,19 +112,20 @@ class Soak:
         return trio.current_time() - self.started
 
     async def request(self, op: str, path: str, body: bytes | dict, *,
-                      content_type: str = "application/json") -> Reply | None:
-        """One timed request; anything but a 2xx is an error of the run."""
+                      content_type: str = "application/json", what: str = "") -> Reply | None:
+        """One timed request; anything but a 2xx is an error of the run (``what`` says
+        which request in the error)."""
         started = trio.current_time()
         reply = await call(self.node, "POST", path, body, content_type=content_type)
         self.rec.latency(op, started - self.started, (trio.current_time() - started) * 1000)
         if reply is None or not 200 <= reply.status < 300:
             detail = "no reply" if reply is None else f"{reply.status} {reply.body[:300]!r}"
-            self.rec.error(f"t={self.now():.0f}s {op}: {detail}")
+            self.rec.error(f"t={self.now():.0f}s {op} {what}: {detail}")
             return None
         return reply
 
     async def sql(self, op: str, text: str) -> Reply | None:
-        return await self.request(op, "/v1/api/sql", {"sql": text})
+        return await self.request(op, "/v1/api/sql", {"sql": text}, what=repr(text[:120]))
 
     def notify(self) -> None:
         self.progress.set()
@@ -375,7 +376,22 @@ async def run_soak(workdir: Path, minutes: float, *, topic_clear: bool = True) -
                 rec.error(f"shutdown: {exc}")
         finally:
             await node.aclose()
+            (workdir / "server.log").write_bytes(node.stderr)
+    rec.server_problems = _problems(node.stderr.decode(errors="replace"))
     return rec
+
+
+def _problems(log: str) -> list[str]:
+    """The server's warnings, errors and tracebacks (its log is kept in server.log)."""
+    keep, lines = False, []
+    for line in log.splitlines():
+        if "Traceback" in line or "ERROR" in line or "WARNING" in line:
+            keep = True
+        elif not line.startswith((" ", "\t")) and "Error" not in line:
+            keep = False
+        if keep:
+            lines.append(line)
+    return lines
 
 
 def windows(minutes: float, warmup_s: float | None) -> Windows:
@@ -390,7 +406,9 @@ def report(rec: Recorder, w: Windows, failed: list[str]) -> str:
              f"warm-up 0-{a:.0f} s; third A {a:.0f}-{b:.0f} s, B {b:.0f}-{c:.0f} s, "
              f"C {c:.0f}-{end:.0f} s", "", sample_table(rec), "", latency_table(rec, w), "",
              "checked: " + ", ".join(f"{k} {v}" for k, v in sorted(rec.counts.items())),
-             f"errors: {len(rec.errors)}", *[f"  {e}" for e in rec.errors[:20]], "",
+             f"errors: {len(rec.errors)}", *[f"  {e}" for e in rec.errors[:20]],
+             f"server log warnings/errors: {len(rec.server_problems)} line(s)",
+             *[f"  {line}" for line in rec.server_problems[:60]], "",
              "verdict: " + ("PASS" if not failed else "FAIL"), *[f"  - {f}" for f in failed]]
     return "\n".join(lines)
 

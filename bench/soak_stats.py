@@ -43,6 +43,7 @@ class Recorder:
     errors: list[str] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # checked items (rows, messages…)
+    server_problems: list[str] = field(default_factory=list)  # server log excerpts
 
     def latency(self, op: str, t: float, ms: float) -> None:
         self.latencies.setdefault(op, []).append((t, ms))

@@ -625,8 +625,8 @@ def json_cell(result: CellResult) -> dict:
                            "redis" if group.startswith("redis") else "sluice", group=group,
                            x=int(x), rate=result.median("rate"),
                            rate_unit="rows/s" if group == "publish" else "msgs/s",
-                           p50_ms=result.median("call_p50_ms"),
-                           p99_ms=result.median("call_p99_ms"),
+                           p50_ms=None if group == "publish" else result.median("call_p50_ms"),
+                           p99_ms=None if group == "publish" else result.median("call_p99_ms"),
                            metrics=cells_json.medians(result))
 
 

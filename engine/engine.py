@@ -292,11 +292,15 @@ class Engine:
         """The error a write gets once the WAL refuses writes. The first one is logged: the
         WAL never retries, so the server stays unhealthy until restarted, and operators must
         see why without reading a client's error body."""
+        # The I/O error that poisoned the log: the first writer to get here may hold only
+        # "poisoned by an earlier I/O error".
+        root = self._wal.poisoned if self._wal is not None else None
         if not self._wal_refusal_logged:
             self._wal_refusal_logged = True
             log.error("the write-ahead log refuses writes until the server is restarted: %s",
-                      cause)
-        return StorageUnavailable(f"The write-ahead log cannot accept writes: {cause}")
+                      root or cause)
+        detail = f"{cause} ({root})" if root is not None and root is not cause else cause
+        return StorageUnavailable(f"The write-ahead log cannot accept writes: {detail}")
 
     @property
     def healthy(self) -> bool:
@@ -381,7 +385,18 @@ async def open_engine(data_dir: Path | str, config: EngineConfig | None = None, 
             finally:
                 nursery.cancel_scope.cancel()
         if engine.healthy:
-            await engine.topics.persist_indexes(force=True)  # topics: no tail to replay
-            snapshot = engine.catalog_snapshot(int(wal.committed_lsn))
-            await trio.to_thread.run_sync(engine.write_catalog_checkpoint, snapshot)
+            await _save_derived_state(engine, int(wal.committed_lsn))
         engine._wal = None
+
+
+async def _save_derived_state(engine: Engine, covered_lsn: int) -> None:
+    """Shutdown's topic indexes and catalog checkpoint. Both are derived from the WAL (the
+    next start rebuilds what is missing), so a disk error here is reported in one log line
+    and the shutdown stays clean: nothing acknowledged depends on these files."""
+    try:
+        await engine.topics.persist_indexes(force=True)  # topics: no tail to replay
+        snapshot = engine.catalog_snapshot(covered_lsn)
+        await trio.to_thread.run_sync(engine.write_catalog_checkpoint, snapshot)
+    except OSError as exc:
+        log.error("could not save checkpoints at shutdown (the next start replays the log "
+                  "instead): %s", exc)

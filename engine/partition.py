@@ -396,8 +396,8 @@ class Partition:
         """Keeps the chunk count bounded: once more than ``merge_chunks_max`` small hot
         chunks exist, their live rows become one chunk. Each row is merged at most once
         (a merged chunk is no longer small), so the cost is amortised O(1) per row."""
-        if self._undo is not None:
-            return
+        if self._undo is not None or len(self.chunks) <= self.merge_chunks_max:
+            return  # (small chunks are a subset of all chunks: too few to merge)
         pinned = self._pins.union(*(staged.pins for staged in self._staged))
         small = [cid for cid, c in self.chunks.items()
                  if not c.cold and c.num_rows < MERGE_SMALL_CHUNK_ROWS and cid not in pinned]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, envelope_error, sql_error
+from api.errors import bearer_error, envelope_error, log_request_failure, sql_error
 from api.http import (
     BodyTooLarge,
     Receive,
@@ -40,7 +40,7 @@ from api.http import (
     send_json,
 )
 from api.routes.sql import too_large_body
-from engine import EngineError, IngestResult, Session, ingest_body
+from engine import IngestResult, Session, ingest_body
 
 if TYPE_CHECKING:
     from api.app import SluiceApp
@@ -112,8 +112,7 @@ async def _run(app: SluiceApp, scope: Scope, send: Send, session: Session, raw: 
             app.engine, session, params["namespace"], params["table"], raw, body_format,
             user_id=_user_id(scope))
     except Exception as exc:  # every failure becomes an envelope
-        if not isinstance(exc, EngineError):
-            log.exception("POST /v1/api/ingest failed unexpectedly")
+        log_request_failure(log, "POST /v1/api/ingest", exc)
         status, body = sql_error(exc, is_admin=session.is_admin, took_ms=_elapsed_ms(started))
         await send_json(send, status, body)
         return

@@ -25,7 +25,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, envelope_error, query_rate_error, sql_error
+from api.errors import (
+    bearer_error,
+    envelope_error,
+    log_request_failure,
+    query_rate_error,
+    sql_error,
+)
 from api.http import (
     BodyTooLarge,
     Receive,
@@ -38,7 +44,7 @@ from api.http import (
 )
 from api.sql_rows import is_single_rows_result, prepare_rows_response
 from api.upload import sql_multipart
-from engine import EngineError, Session
+from engine import Session
 from engine.catalog import DEFAULT_NAMESPACE
 from engine.sql.file_upload import has_file_placeholders
 
@@ -121,8 +127,7 @@ async def sql(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> Non
 
 async def reply_error(send: Send, exc: Exception, session: Session, started: float) -> None:
     """The error envelope for a failed execution (unexpected errors are logged)."""
-    if not isinstance(exc, EngineError):
-        log.exception("POST /v1/api/sql failed unexpectedly", exc_info=exc)
+    log_request_failure(log, "POST /v1/api/sql", exc)
     status, body = sql_error(exc, is_admin=session.is_admin, took_ms=_elapsed_ms(started))
     await send_json(send, status, body)
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, topic_error
+from api.errors import bearer_error, log_request_failure, topic_error
 from api.http import BodyTooLarge, Receive, Scope, Send, content_length, read_body, send_json
 from api.routes.sql import too_large_body
 from engine import EngineError, InvalidInput, PermissionDenied, Session
@@ -210,6 +210,5 @@ async def _watch_disconnect(receive: Receive, cancel_scope: trio.CancelScope) ->
 
 
 async def _failed(send: Send, exc: BaseException, what: str) -> None:
-    if not isinstance(exc, EngineError):
-        log.error("POST /v1/api/topics/%s failed unexpectedly", what, exc_info=exc)
+    log_request_failure(log, f"POST /v1/api/topics/{what}", exc)
     await send_json(send, *topic_error(exc))

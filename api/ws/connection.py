@@ -4,10 +4,13 @@ Tasks, all in one nursery owned by ``Connection.run`` (none outlives the socket)
 - the **reader** receives frames, enforces the per-message limits (size, rate, binary) and
   dispatches each client message to ``api/ws/messages.py``, one at a time;
 - the **writer** is the only task that sends: it drains the connection's ``Outbox`` (acks,
-  pages, errors, live changes queued by the engine's commit path, and the final close);
+  pages — already rendered and encoded in a worker thread as ``frames.Encoded`` —, errors,
+  live changes queued by the engine's commit path, and the final close);
 - the **watchdog** wakes every ``websocket.heartbeat_interval_secs`` and closes a socket
   that has not started authenticating within ``auth_timeout_secs`` (auth_error, 1008) or
-  has been silent longer than ``client_timeout_secs`` (1000 "Heartbeat timeout").
+  has been silent longer than ``client_timeout_secs`` (1000 "Heartbeat timeout"). Silence
+  means no ASGI event: WebSocket ping frames do not count (hypercorn answers them without
+  telling the application), only messages such as ``{"type":"ping"}`` do.
 
 Closing: ``close(code, reason)`` queues the close frame behind what is already queued;
 the writer sends it and cancels the nursery. A client disconnect cancels it too. On exit

@@ -160,6 +160,8 @@ async def _unsubscribe(conn: Connection, message: dict[str, Any]) -> None:
 
 async def _ping(conn: Connection, message: dict[str, Any]) -> None:
     # Liveness was refreshed when the frame arrived; system.live shows the ping time.
+    # WebSocket-level ping frames never get here: hypercorn answers them itself and passes
+    # nothing over ASGI, so only this message (or any other) keeps a connection alive.
     now = conn.engine.clock.now_ms()
     for sub in conn.subs.values():
         sub.last_ping_ms = now

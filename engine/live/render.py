@@ -27,6 +27,7 @@ with ``CONVERSION_ERROR``.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -75,37 +76,53 @@ def row_objects(table: pa.Table, query: LiveQuery, *, deleted: bool = False
     return [dict(zip(names, values, strict=True)) for values in zip(*cells, strict=True)]
 
 
-# Characters json.dumps(ensure_ascii=False) escapes inside a string (RE2 syntax).
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+# Bytes whose characters json.dumps(ensure_ascii=False) escapes inside a string. UTF-8
+# continuation and lead bytes are all >= 0x80, so a match is never a false positive.
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
 _INTEGER_KINDS = ("SmallInt", "Int", "BigInt")
 
 
-def _quoted(texts: pa.Array | pa.ChunkedArray) -> Any:
-    return pc.binary_join_element_wise('"', texts, '"', "")
+def _needs_escape(array: pa.ChunkedArray) -> bool:
+    """Does any string of ``array`` (string or large_string) need JSON escaping? Scans
+    the UTF-8 bytes of each chunk's own range with one regular-expression search."""
+    width = "q" if pa.types.is_large_string(array.type) else "i"
+    for chunk in array.chunks:
+        _, offsets, data = chunk.buffers()
+        if data is None or offsets is None or not len(chunk):
+            continue
+        bounds = memoryview(offsets).cast(width)
+        window = memoryview(data)[bounds[chunk.offset]:bounds[chunk.offset + len(chunk)]]
+        if _NEEDS_ESCAPE.search(window):
+            return True
+    return False
 
 
-def _cell_texts(array: pa.ChunkedArray, kind: KalamType) -> Any:
-    """The JSON text of every cell of ``array`` (``"null"`` for NULL), as a string array."""
+def _cell_texts(array: pa.ChunkedArray, kind: KalamType) -> tuple[Any, bool]:
+    """(texts, quote): the JSON text of every cell of ``array`` as a string array; with
+    ``quote`` each text still lacks its double quotes (the caller folds them into the
+    surrounding literals) — only returned for arrays without NULLs."""
     arrow = array.type
     texts: Any = None
+    quote = False
     if kind.kind in _INTEGER_KINDS and pa.types.is_integer(arrow):
-        texts = pc.cast(array, pa.utf8())
-        if kind.kind == "BigInt":
-            texts = _quoted(texts)  # §3.5: BIGINT as a decimal string
+        texts, quote = pc.cast(array, pa.utf8()), kind.kind == "BigInt"  # §3.5: a string
     elif kind.kind == "Boolean" and pa.types.is_boolean(arrow):
         texts = pc.if_else(array, "true", "false")
     elif kind.kind in ("Text", "Json", "File") and (
             pa.types.is_string(arrow) or pa.types.is_large_string(arrow)) and \
-            not pc.any(pc.match_substring_regex(array, _NEEDS_ESCAPE)).as_py():
-        texts = _quoted(array)  # nothing to escape (ensure_ascii=False keeps the rest)
+            not _needs_escape(array):
+        texts, quote = array, True  # nothing to escape (ensure_ascii=False keeps the rest)
     if texts is None:  # the general path: exactly what json.dumps makes of the §3.5 cells
-        texts = pa.array([_dumps(v) for v in column_to_json(array, kind)], pa.utf8())
-    return pc.fill_null(texts, "null")
+        return pa.array([_dumps(v) for v in column_to_json(array, kind)], pa.utf8()), False
+    if quote and texts.null_count:
+        texts, quote = pc.binary_join_element_wise('"', texts, '"', ""), False
+    return (pc.fill_null(texts, "null") if texts.null_count else texts), quote
 
 
 def rows_json(table: pa.Table, query: LiveQuery, *, deleted: bool = False) -> str:
     """``json.dumps(row_objects(table, query, deleted=deleted))``, compact, built with
-    vectorized kernels (see the module docstring)."""
+    vectorized kernels (see the module docstring): one string per row from the cells'
+    texts and the literals between them, then one join."""
     if not table.num_rows:
         return "[]"
     columns = [(c.name, c.storage_name, c.type) for c in query.columns]
@@ -113,12 +130,17 @@ def rows_json(table: pa.Table, query: LiveQuery, *, deleted: bool = False) -> st
     if query.star or deleted:
         columns.append((DELETED_COLUMN, DELETED_COLUMN, _BOOL_TYPE))
     parts: list[Any] = []
+    literal = ""
     for index, (name, storage, kind) in enumerate(columns):
-        parts.append(("{" if index == 0 else ",") + _dumps(name) + ":")
-        parts.append(_cell_texts(table.column(storage), kind))
-    rows = pc.binary_join_element_wise(*parts, "}", "")
-    chunks = rows.chunks if isinstance(rows, pa.ChunkedArray) else [rows]
-    return "[" + ",".join(text for chunk in chunks for text in chunk.to_pylist()) + "]"
+        texts, quote = _cell_texts(table.column(storage), kind)
+        literal += ("{" if index == 0 else ",") + _dumps(name) + ":" + ('"' if quote else "")
+        parts += [literal, texts]
+        literal = '"' if quote else ""
+    rows = pc.binary_join_element_wise(*parts, literal + "}", "")
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    whole = pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), rows)
+    return "[" + pc.binary_join(whole, ",")[0].as_py() + "]"
 
 
 def initial_batch_text(sub: Subscription, page: Page) -> str:

@@ -199,3 +199,20 @@ async def run_sql_status(server, token: str, text: str) -> int:
     from tests.api.auth_client import sql
 
     return (await sql(server, token, text)).status
+
+
+async def test_ws_dropped_table__error_not_found_and_system_live_empty(tmp_path: Path) -> None:
+    async with ws_server(tmp_path) as (server, users), \
+            ws_connect(server, token=users.alice) as ws:
+        await authed(ws)
+        await ws.send(subscribe_message("b1", "SELECT * FROM app.board", None))
+        assert (await ws.recv_json())["type"] == "subscription_ack"
+        assert len(await live_ids(server, users.admin)) == 1
+        await run_sql(server, users.admin, "DROP TABLE app.board")
+        error = await ws.recv_json()
+        assert (error["type"], error["subscription_id"], error["code"]) == (
+            "error", "b1", "NOT_FOUND")
+        assert await live_ids(server, users.admin) == []
+        await ws.send({"type": "ping"})  # the socket stays open for other subscriptions
+        await ws.send(subscribe_message("t1", "SELECT * FROM app.todos", None))
+        assert (await ws.recv_json())["type"] == "subscription_ack"

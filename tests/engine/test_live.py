@@ -275,3 +275,107 @@ async def test_live__render__unencodable_cell_raises(tmp_path: Path) -> None:
                           "_seq": pa.array([5], pa.int64()), "_deleted": [False]})
         with pytest.raises(InvalidValue):
             render.change(Change(sub, Op.INSERT, None, table, None, 5))
+
+
+async def test_live__rows_json__equals_dumps_of_row_objects(tmp_path: Path) -> None:
+    # The vectorized page renderer must produce exactly json.dumps of the row objects, for
+    # every kind and for strings that need escaping, NULLs and non-ASCII text.
+    async with engine_at(tmp_path) as engine:
+        await sql(engine, ROOT, "CREATE NAMESPACE m")
+        await sql(engine, ROOT, "CREATE TABLE m.t (id BIGINT PRIMARY KEY, s SMALLINT, i INT, "
+                                "b BOOLEAN, t TEXT, d DOUBLE, ts TIMESTAMP, j JSON, u UUID, "
+                                "dec DECIMAL(10, 2)) WITH (TYPE='SHARED', "
+                                "ACCESS_LEVEL='PUBLIC')")
+        await sql(engine, ROOT, "INSERT INTO m.t VALUES "
+                                "(1, 2, 3, true, 'plain é ✓', 1.5, 1700000000000000, "
+                                "'{\"a\": 1}', '123e4567-e89b-12d3-a456-426614174000', 1.25), "
+                                "(-9007199254740993, NULL, NULL, false, 'q\"b\\s\nnl', NULL, "
+                                "NULL, NULL, NULL, NULL), "
+                                "(3, -1, 0, NULL, NULL, -0.25, 0, 'null', NULL, -3.5)")
+        await sql(engine, ROOT, "CREATE TABLE m.p (id BIGINT PRIMARY KEY, t TEXT) "
+                                "WITH (TYPE='SHARED', ACCESS_LEVEL='PUBLIC')")
+        await sql(engine, ROOT, "INSERT INTO m.p VALUES (1, 'no escapes'), (2, NULL)")
+        for text in ("SELECT * FROM m.t", "SELECT t, id FROM m.t", "SELECT * FROM m.p"):
+            sub, _ = live(engine, ALICE, text, {}, sub_id=text)
+            await engine.live.load(sub)
+            page = sub.page(None)
+            assert page.rows.num_rows in (2, 3)
+            for deleted in (False, True):
+                expected = render.row_objects(page.rows, sub.query, deleted=deleted)
+                assert render.rows_json(page.rows, sub.query, deleted=deleted) == json.dumps(
+                    expected, separators=(",", ":"), ensure_ascii=False)
+            assert json.loads(render.initial_batch_text(sub, page)) == render.initial_batch(
+                sub, page)
+
+
+async def test_live__initial_load__pages_across_chunks_with_where(tmp_path: Path) -> None:
+    # Pages are cut from the snapshot's batches (slices or takes), not from a copy: across
+    # several commits (chunks), updates (rows whose newest version sits in a later chunk)
+    # and a WHERE that skips rows, the pages still hold exactly the matching rows by _seq.
+    async with engine_at(tmp_path) as engine:
+        await setup(engine)
+        for start in range(0, 30, 10):
+            values = ", ".join(f"({i}, 'n{i}')" for i in range(start, start + 10))
+            await sql(engine, ROOT, f"INSERT INTO app.board (id, note) VALUES {values}")
+        await sql(engine, ROOT, "UPDATE app.board SET note = 'moved' WHERE id IN (1, 4, 12)")
+        await sql(engine, ROOT, "DELETE FROM app.board WHERE id = 6")
+        for where, size in (("", 7), (" WHERE id NOT IN (0, 3, 9, 15, 21) AND id < 25", 4),
+                            (" WHERE note = 'moved'", 2)):
+            expected = [int(r[0]) for r in await rows(
+                engine, ROOT, f"SELECT id FROM app.board{where} ORDER BY _seq")]
+            sub, _ = live(engine, ALICE, f"SELECT id FROM app.board{where}",
+                          {"batch_size": size}, sub_id=f"w{size}")
+            await engine.live.load(sub)
+            pages = [sub.page(None)]
+            while pages[-1].has_more:
+                pages.append(sub.page(pages[-1].last_seq))
+            got = [r for p in pages for r in p.rows.column("c1").to_pylist()]
+            assert got == expected and len(pages) == -(-len(expected) // size)
+            seqs = [s for p in pages for s in p.rows.column("_seq").to_pylist()]
+            assert seqs == sorted(seqs)
+            assert sub.page(None).rows.column("c1").to_pylist() == expected[:size]  # restart
+
+
+@pytest.mark.parametrize("statement", ["DROP TABLE app.board",
+                                       "DROP NAMESPACE app CASCADE"])
+async def test_live__dropped_table__subscriptions_get_not_found_and_leave(
+        tmp_path: Path, statement: str) -> None:
+    async with engine_at(tmp_path) as engine:
+        await setup(engine)
+        await sql(engine, ROOT, "INSERT INTO app.board (id, note) VALUES (1, 'a')")
+        box = Outbox(64)
+        live(engine, ALICE, "SELECT * FROM app.board", None, "live", outbox=box)
+        loading, _ = live(engine, BOB, "SELECT * FROM app.board", {}, "loading", outbox=box)
+        live(engine, ALICE, "SELECT * FROM app.todos", None, "todos", outbox=box)
+        await sql(engine, ROOT, statement)
+        listed = await rows(engine, ROOT, "SELECT subscription_id FROM system.live")
+        errors = drain(box)
+    assert [e["subscription_id"] for e in errors] == ["live", "loading"] + (
+        ["todos"] if "NAMESPACE" in statement else [])
+    assert {e["code"] for e in errors} == {"NOT_FOUND"} and loading.state == "closed"
+    assert "app.board" in errors[0]["message"] and "dropped" in errors[0]["message"]
+    assert listed == ([] if "NAMESPACE" in statement else [["todos"]])
+
+
+async def test_live__parse_cache__bounded_and_never_mutated(tmp_path: Path) -> None:
+    # The parsed tree is shared between subscriptions of one SQL text: binding
+    # CURRENT_USER() for one user must not leak into another's predicate.
+    import pyarrow as pa
+
+    from engine.live.query import PARSE_CACHE_ENTRIES, _parse
+
+    async with engine_at(tmp_path) as engine:
+        await setup(engine)
+        text = "SELECT id FROM app.board WHERE owner = CURRENT_USER()"
+        table = engine.catalog.table("app", "board")
+        names = [c.storage_name for c in table.columns]
+        batch = pa.RecordBatch.from_arrays([pa.array([1, 2], pa.int64()),
+                                            pa.array(["x", "y"]),
+                                            pa.array([ALICE.user_id, BOB.user_id])], names)
+        for session, expected in ((ALICE, [0]), (BOB, [1]), (ALICE, [0])):
+            assert compile_live_query(text, session, engine.catalog).matches(batch) == expected
+        assert "CURRENT_USER" in _parse(text).sql().upper()
+        _parse.cache_clear()
+        for n in range(PARSE_CACHE_ENTRIES + 5):
+            compile_live_query(f"SELECT id FROM app.board WHERE id = {n}", ROOT, engine.catalog)
+        assert _parse.cache_info().currsize == PARSE_CACHE_ENTRIES

@@ -1,6 +1,6 @@
 """`sluice subscribe`: a live query against a real server over /v1/ws (PROTOCOL §6): the
-initial rows, then a live insert, update and delete; the server's error for a bad query; and
-Ctrl-C ending the command with exit code 0."""
+initial rows (gzip binary frames included), then a live insert, update and delete; the
+server's error for a bad query; table output; and Ctrl-C ending the command with exit 0."""
 
 from __future__ import annotations
 
@@ -103,6 +103,23 @@ async def _check_table_format_and_errors(home: Path, url: tuple[str, str],
     run = await sluice(home, "subscribe", "SELECT * FROM app.items", "--url",
                        "http://127.0.0.1:1", **env)
     assert run.code == 5, run
+    # Initial data over 512 bytes arrives as a gzip binary frame (PROTOCOL §6.2): unpacked.
+    values = ", ".join(f"({i}, '{'x' * 30}')" for i in range(10, 50))
+    await _sql(home, url, env, f"INSERT INTO app.items (id, name) VALUES {values}")
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tools.cli", "subscribe", "SELECT * FROM app.items", *url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(home, **env), cwd=ROOT)
+    try:
+        rows = [json.loads(line) for line in await Lines(process).take(42)]
+        assert [int(r["row"]["id"]) for r in rows] == [1, 2, *range(10, 50)]
+        assert {r["change"] for r in rows} == {"initial"}
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     # --format table with --last-rows: the header, then only the newest row.
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "tools.cli", "subscribe", "SELECT id, name FROM app.items",
@@ -113,7 +130,7 @@ async def _check_table_format_and_errors(home: Path, url: tuple[str, str],
         assert [cell.strip() for cell in header.split(" | ")][:3] == ["change", "id", "name"]
         assert header.startswith("change   | id       | "), header  # padded to 8 columns
         assert set(rule) <= {"-", "+"}
-        assert [cell.strip() for cell in row.split(" | ")][:3] == ["initial", "2", "b"], row
+        assert [cell.strip() for cell in row.split(" | ")][:3] == ["initial", "49", "x" * 30]
         process.send_signal(signal.SIGINT)
         with trio.fail_after(10):
             assert await process.wait() == 0
