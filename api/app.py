@@ -40,7 +40,7 @@ from . import cors, openapi, protection, routing
 from .config import ConfigError, ServerConfig
 from .http import Receive, Scope, Send, client_ip
 from .rate_limit import TokenBucketLimiter
-from .routes import auth, files, health, ingest, sql, topics
+from .routes import auth, exports, files, health, ingest, sql, topics
 from .ws import websocket
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/api/cluster/health", health.cluster_health,
           "one-node cluster document, localhost-only (§1.6)"),
     Route("POST", "/v1/api/sql", sql.sql, "execute SQL, bearer-authenticated (§1.2, §1.3)"),
+    Route("GET", "/v1/exports/{user_id}/{export_id}", exports.download,
+          "download an EXPORT USER DATA zip, owner or admin (§1.5)"),
     Route("GET", "/v1/files/{namespace}/{table_name}/{subfolder}/{file_id}", files.download,
           "download a FILE column's file, streamed (§5.4)"),
     Route("POST", "/v1/api/ingest/{namespace}/{table}", ingest.ingest,

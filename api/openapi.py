@@ -219,6 +219,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                     "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
             "400": _ENVELOPE, **_BEARER_REFUSALS,
             "404": _json({"type": "object"}, "no such table or file")}},
+    ("GET", "/v1/exports/{user_id}/{export_id}"): {
+        "security": BEARER,
+        "parameters": [_path_param("user_id"), _path_param("export_id")],
+        "responses": {
+            "200": {"description": "the export ZIP (EXPORT USER DATA)",
+                    "content": {"application/zip": {
+                        "schema": {"type": "string", "format": "binary"}}}},
+            "400": _ENVELOPE, **_BEARER_REFUSALS,
+            "404": _json({"type": "object"}, "no such export")}},
     ("POST", "/v1/api/ingest/{namespace}/{table}"): {
         "security": BEARER,
         "parameters": [_path_param("namespace"), _path_param("table"), _USER_ID_QUERY],

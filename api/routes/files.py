@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # hops few, small enough that a download costs little memory.
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 _FORBIDDEN_IN_SEGMENT = ("..", "/", "\\", "\x00")
+_UNSAFE_IN_FILENAME = frozenset('"\r\n\x00')
 _USER_NOT_ALLOWED = "Requested user is not allowed for the current role"
 
 
@@ -112,7 +113,7 @@ def _resolve(app: SluiceApp, scope: Scope, session: Session) -> tuple[str, str]:
     return str(directory / params["subfolder"] / params["file_id"]), params["file_id"]
 
 
-def _open(path: str) -> tuple[int, int]:
+def open_regular_file(path: str) -> tuple[int, int]:
     """Worker thread: an open descriptor on a regular file and its size."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
@@ -138,25 +139,34 @@ async def download(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -
     try:
         path, file_id = _resolve(app, scope, Session(user.user_id, user.role))
         try:
-            fd, size = await trio.to_thread.run_sync(_open, path)
+            fd, size = await trio.to_thread.run_sync(open_regular_file, path)
         except OSError:  # missing, a directory, a symlink: nothing to serve
             raise _Refused("FILE_NOT_FOUND") from None
     except _Refused as exc:
         await send_json(send, *file_download_error(exc.code, exc.message,
                                                    _elapsed_ms(started)))
         return
+    mime = mimetypes.guess_type(file_id, strict=False)[0] or "application/octet-stream"
+    await stream_file(send, fd, size, mime, "inline", file_id)
+
+
+async def stream_file(send: Send, fd: int, size: int, content_type: str, disposition: str,
+                      filename: str) -> None:
+    """Sends an open regular file as a 200 response in ``DOWNLOAD_CHUNK_BYTES`` pieces
+    (bounded memory) and closes ``fd`` whatever happens. ``disposition`` is ``inline`` or
+    ``attachment``; ``filename`` is sanitized for the header."""
+    shown = "".join(c for c in filename if c not in _UNSAFE_IN_FILENAME)
     try:
-        await _stream(send, fd, size, file_id)
+        await _stream(send, fd, size, content_type, f'{disposition}; filename="{shown}"')
     finally:
         await trio.to_thread.run_sync(os.close, fd)
 
 
-async def _stream(send: Send, fd: int, size: int, file_id: str) -> None:
-    mime = mimetypes.guess_type(file_id, strict=False)[0] or "application/octet-stream"
-    shown = "".join(c for c in file_id if c not in '"\r\n\x00')
+async def _stream(send: Send, fd: int, size: int, content_type: str, disposition: str
+                  ) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", mime.encode("latin-1")),
-        (b"content-disposition", f'inline; filename="{shown}"'.encode()),
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-disposition", disposition.encode()),
         (b"content-length", str(size).encode()),
     ]})
     offset = 0

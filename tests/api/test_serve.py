@@ -228,5 +228,6 @@ def test_app__route_table_is_unique() -> None:
         "/v1/api/ingest/{namespace}/{table}", "/v1/api/auth/setup", "/v1/api/auth/status",
         "/v1/api/auth/login", "/v1/api/auth/refresh", "/v1/api/auth/logout",
         "/v1/api/auth/me", "/v1/api/topics/consume", "/v1/api/topics/ack",
-        "/v1/files/{namespace}/{table_name}/{subfolder}/{file_id}", "/v1/ws",
+        "/v1/files/{namespace}/{table_name}/{subfolder}/{file_id}",
+        "/v1/exports/{user_id}/{export_id}", "/v1/ws",
         "/v1/api/openapi.json"}
