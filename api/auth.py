@@ -24,15 +24,18 @@ Only the internal issuer is trusted: external (OIDC) issuers are out of scope, s
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import jwt
 
-from .http import Scope, header
+from .errors import bearer_error
+from .http import Scope, Send, header, send_json
 
 if TYPE_CHECKING:
+    from api.app import SluiceApp
     from engine.catalog import Catalog, User
 
 ISSUER = "kalamdb"
@@ -233,3 +236,19 @@ def bearer_session(scope: Scope, secret: str, catalog: Catalog, now: float) -> U
     are not consulted. Raises ``AuthFailure``."""
     token = bearer_token(header(scope, b"authorization"))
     return verify_access_token(secret, token, catalog, now)
+
+
+async def authenticate_or_reply(app: SluiceApp, scope: Scope, send: Send, started: float
+                                ) -> User | None:
+    """The bearer routes' first step (PROTOCOL §1.2): the live user behind the request, or
+    None once the 401/403 envelope has been sent (``took`` counts from ``started``, a
+    ``time.perf_counter()`` reading)."""
+    secret = app.config.auth.jwt_secret
+    try:
+        if not secret:
+            raise AuthFailure("AUTHENTICATION_ERROR", "no JWT secret configured")
+        return bearer_session(scope, secret, app.engine.catalog, time.time())
+    except AuthFailure as exc:
+        took_ms = (time.perf_counter() - started) * 1000.0
+        await send_json(send, *bearer_error(exc.code, took_ms))
+        return None

@@ -197,6 +197,9 @@ class Partition:
         # chunks stay resident, e.g. in tools that rebuild without a cache).
         self.segment_loader: Callable[[str], pa.Table] | None = None
         self.merge_chunks_max = MERGE_CHUNKS_MAX
+        # (chunk ids handed out, small hot chunks found) at the last merge scan: only new
+        # chunks add small ones, so until enough were created no scan can find too many.
+        self._merge_seen = (0, 0)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -367,6 +370,14 @@ class Partition:
         batch is restored to its earlier row, then removed."""
         pk_loc, chunks = self.pk_loc, self.chunks
         self._keys.update(keys)
+        unique = set(keys)
+        if len(unique) == len(keys) and pk_loc.keys().isdisjoint(unique):
+            # The common INSERT: every key is new and distinct: one bulk step, no Python
+            # step per key beyond building the index entries.
+            pk_loc.update(zip(keys, zip([chunk_id] * len(keys), range(len(keys)), deleted,
+                                        strict=True), strict=True))
+            self._record(lambda: [pk_loc.pop(key) for key in keys])
+            return
         added: list[Any] = []
         self._record(lambda: [pk_loc.pop(key) for key in added])
         for row, key in enumerate(keys):
@@ -398,11 +409,17 @@ class Partition:
         (a merged chunk is no longer small), so the cost is amortised O(1) per row."""
         if self._undo is not None or len(self.chunks) <= self.merge_chunks_max:
             return  # (small chunks are a subset of all chunks: too few to merge)
+        seen_id, seen_small = self._merge_seen
+        if seen_small + self._next_chunk_id - seen_id <= self.merge_chunks_max:
+            return  # too few chunks were created since the last scan: no O(chunks) scan
+        small_all = [cid for cid, c in self.chunks.items()
+                     if not c.cold and c.num_rows < MERGE_SMALL_CHUNK_ROWS]
+        self._merge_seen = (self._next_chunk_id, len(small_all))
         pinned = self._pins.union(*(staged.pins for staged in self._staged))
-        small = [cid for cid, c in self.chunks.items()
-                 if not c.cold and c.num_rows < MERGE_SMALL_CHUNK_ROWS and cid not in pinned]
+        small = [cid for cid in small_all if cid not in pinned]
         if len(small) <= self.merge_chunks_max:
             return
+        self._merge_seen = (self._next_chunk_id, len(small_all) - len(small))
         parts = [self.chunks[cid] for cid in small]
         merged = pa.concat_tables([c.live(self.table_def) for c in parts]).combine_chunks()
         first = min(c.first_lsn for c in parts)

@@ -39,11 +39,13 @@ _COMPRESS_RETRY_EVERY = 64
 class _Pending:
     """One append call waiting for its records to be written (and synced)."""
 
-    __slots__ = ("done", "error", "first_lsn", "payloads", "size_bytes")
+    __slots__ = ("compress", "done", "error", "first_lsn", "payloads", "size_bytes")
 
-    def __init__(self, payloads: Sequence[bytes], size_bytes: int) -> None:
+    def __init__(self, payloads: Sequence[bytes], size_bytes: int, compress: bool = True
+                 ) -> None:
         self.payloads = payloads
         self.size_bytes = size_bytes
+        self.compress = compress  # False: the appender knows zstd does not pay for these
         self.first_lsn = 0
         self.error: BaseException | None = None
         self.done = trio.Event()
@@ -112,18 +114,20 @@ class GroupCommitWriter:
         """Queues records and waits until they are acknowledged; returns the first LSN."""
         return await self.wait(await self.enqueue(payloads, size_bytes))
 
-    async def enqueue(self, payloads: Sequence[bytes], size_bytes: int) -> _Pending:
+    async def enqueue(self, payloads: Sequence[bytes], size_bytes: int, *,
+                      compress: bool = True) -> _Pending:
         """Queues records without waiting for them; ``wait`` on the result for the outcome.
 
         Records get LSNs in queue order, and batches complete in LSN order: when one
         ``_Pending`` is done, every one queued before it is done too (and failed if it
         failed: a failure poisons the writer, so everything queued after fails as well).
-        Cancellation before the record is queued raises and queues nothing.
+        Cancellation before the record is queued raises and queues nothing. ``compress=False``
+        stores the records raw (no zstd attempt), whatever their size.
         """
         if self.poisoned is not None:
             raise WalPoisonedError("the WAL is poisoned by an earlier I/O error") from (
                 self.poisoned.__cause__)
-        pending = _Pending(payloads, size_bytes)
+        pending = _Pending(payloads, size_bytes, compress)
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             # Queue without yielding when there is room: a yield here costs a reschedule per
@@ -269,7 +273,7 @@ class GroupCommitWriter:
             for pending in batch:
                 pending.first_lsn = lsn
                 for payload in pending.payloads:
-                    frame = self._encode(lsn, durable, payload)
+                    frame = self._encode(lsn, durable, payload, pending.compress)
                     if len(buf) + len(frame) > self._active.remaining_bytes:
                         self._write_and_roll(buf, lsn)
                         buf, durable = bytearray(), self._durable_lsn
@@ -286,11 +290,11 @@ class GroupCommitWriter:
                 self._sync_active_sync()
                 failpoints.hit("wal.after_fsync_before_ack")
 
-    def _encode(self, lsn: int, durable: int, payload: bytes) -> bytes:
+    def _encode(self, lsn: int, durable: int, payload: bytes, compress: bool = True) -> bytes:
         """Encodes a frame, trying zstd only while it pays: after ``_COMPRESS_MISSES_MAX``
         large records in a row that did not shrink, only every ``_COMPRESS_RETRY_EVERY``-th
         large record is tried (about 10 µs saved per incompressible 4 KiB record)."""
-        large = len(payload) >= self._config.compress_min_bytes
+        large = compress and len(payload) >= self._config.compress_min_bytes
         try_it = large and (self._compress_misses < _COMPRESS_MISSES_MAX
                             or lsn % _COMPRESS_RETRY_EVERY == 0)
         frame = encode_frame(lsn, durable, payload,

@@ -97,7 +97,7 @@ class Wal:
         """
         return Lsn(await self._writer.submit((self._checked(payload),), len(payload)))
 
-    async def enqueue(self, payload: bytes) -> PendingAppend:
+    async def enqueue(self, payload: bytes, *, compress: bool = True) -> PendingAppend:
         """Queues one record and returns without waiting for it to be acknowledged.
 
         Pipelining: a caller may queue under its own lock (fixing the record's place in the
@@ -106,9 +106,11 @@ class Wal:
         ``append`` for what is known at queue time (``RecordTooLargeError``,
         ``WalPoisonedError``, ``WalClosedError``); the outcome comes from ``wait``.
         Cancellation: raises before the record is queued, or returns the queued record.
+        ``compress=False`` stores the record raw, skipping the zstd attempt (for payloads
+        the caller knows compress too little to pay for the CPU); readers see no difference.
         """
-        return PendingAppend(await self._writer.enqueue((self._checked(payload),),
-                                                        len(payload)))
+        return PendingAppend(await self._writer.enqueue(
+            (self._checked(payload),), len(payload), compress=compress))
 
     async def append_batch(self, payloads: Sequence[bytes]) -> list[Lsn]:
         """Appends many records with consecutive LSNs in one group commit; returns the LSNs.

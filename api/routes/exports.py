@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, envelope_error
+from api.auth import authenticate_or_reply
+from api.errors import envelope_error
 from api.http import Receive, Scope, Send, send_json
 from api.routes.files import open_regular_file, stream_file
 from engine import Session
@@ -35,13 +35,8 @@ def _elapsed_ms(started: float) -> float:
 
 async def download(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> None:
     started = time.perf_counter()
-    secret = app.config.auth.jwt_secret
-    try:
-        if not secret:
-            raise AuthFailure("AUTHENTICATION_ERROR", "no JWT secret configured")
-        user = bearer_session(scope, secret, app.engine.catalog, time.time())
-    except AuthFailure as exc:
-        await send_json(send, *bearer_error(exc.code, _elapsed_ms(started)))
+    user = await authenticate_or_reply(app, scope, send, started)
+    if user is None:
         return
     params = scope["path_params"]
     owner, export_id = params["user_id"], params["export_id"]

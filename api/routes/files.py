@@ -29,8 +29,8 @@ from urllib.parse import parse_qs
 
 import trio
 
-from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, file_download_error
+from api.auth import authenticate_or_reply
+from api.errors import file_download_error
 from api.http import Scope, Send, send_json
 from engine import PermissionDenied, Session
 from engine.catalog import SYSTEM_NAMESPACE, TableDef
@@ -128,13 +128,8 @@ def open_regular_file(path: str) -> tuple[int, int]:
 
 async def download(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> None:
     started = time.perf_counter()
-    secret = app.config.auth.jwt_secret
-    try:
-        if not secret:
-            raise AuthFailure("AUTHENTICATION_ERROR", "no JWT secret configured")
-        user = bearer_session(scope, secret, app.engine.catalog, time.time())
-    except AuthFailure as exc:
-        await send_json(send, *bearer_error(exc.code, _elapsed_ms(started)))
+    user = await authenticate_or_reply(app, scope, send, started)
+    if user is None:
         return
     try:
         path, file_id = _resolve(app, scope, Session(user.user_id, user.role))

@@ -27,8 +27,8 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, envelope_error, log_request_failure, sql_error
+from api.auth import authenticate_or_reply
+from api.errors import envelope_error, log_request_failure, sql_error
 from api.http import (
     BodyTooLarge,
     Receive,
@@ -78,14 +78,8 @@ async def ingest(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> 
     if declared is not None and declared > limit:
         await send_json(send, 413, too_large_body(BodyTooLarge(declared, limit)))
         return
-    secret = app.config.auth.jwt_secret
-    try:
-        if not secret:
-            raise AuthFailure("AUTHENTICATION_ERROR", "no JWT secret configured")
-        user = bearer_session(scope, secret, app.engine.catalog, time.time())
-    except AuthFailure as exc:
-        status, body = bearer_error(exc.code, _elapsed_ms(started))
-        await send_json(send, status, body)
+    user = await authenticate_or_reply(app, scope, send, started)
+    if user is None:
         return
     content_type = (header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
     body_format = FORMATS.get(content_type)

@@ -24,9 +24,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from api.auth import AuthFailure, bearer_session
+from api.auth import authenticate_or_reply
 from api.errors import (
-    bearer_error,
     envelope_error,
     log_request_failure,
     query_rate_error,
@@ -80,14 +79,8 @@ async def sql(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> Non
         await send_json(send, 413, too_large_body(BodyTooLarge(declared, limit)))
         return
 
-    secret = app.config.auth.jwt_secret
-    try:
-        if not secret:
-            raise AuthFailure("AUTHENTICATION_ERROR", "no JWT secret configured")
-        user = bearer_session(scope, secret, app.engine.catalog, time.time())
-    except AuthFailure as exc:
-        status, body = bearer_error(exc.code, _elapsed_ms(started))
-        await send_json(send, status, body)
+    user = await authenticate_or_reply(app, scope, send, started)
+    if user is None:
         return
     limiter = app.query_limiter
     if limiter is not None and not limiter.allow(user.user_id, time.monotonic()):

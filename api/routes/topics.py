@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from api.auth import AuthFailure, bearer_session
-from api.errors import bearer_error, log_request_failure, topic_error
+from api.auth import authenticate_or_reply
+from api.errors import log_request_failure, topic_error
 from api.http import BodyTooLarge, Receive, Scope, Send, content_length, read_body, send_json
 from api.routes.sql import too_large_body
 from engine import EngineError, InvalidInput, PermissionDenied, Session
@@ -105,13 +105,8 @@ async def _authenticated_json(app: SluiceApp, scope: Scope, receive: Receive, se
     if declared is not None and declared > limit:
         await send_json(send, 413, too_large_body(BodyTooLarge(declared, limit)))
         return None
-    secret = app.config.auth.jwt_secret
-    try:
-        if not secret:
-            raise AuthFailure("AUTHENTICATION_ERROR", "no JWT secret configured")
-        user = bearer_session(scope, secret, app.engine.catalog, time.time())
-    except AuthFailure as exc:
-        await send_json(send, *bearer_error(exc.code, (time.perf_counter() - started) * 1e3))
+    user = await authenticate_or_reply(app, scope, send, started)
+    if user is None:
         return None
     try:
         raw = await read_body(scope, receive, limit)
