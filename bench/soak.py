@@ -19,15 +19,15 @@ sooner than its slot):
 - one WebSocket subscriber on ``SELECT * FROM soak.feed``: every insert change must arrive,
   in id order, with nothing missing at the end;
 - maintenance an operator would schedule: ``STORAGE COMPACT TABLE`` on items and feed every
-  30 s (nothing compacts automatically), and every 60 s ``CLEAR TOPIC`` once the group has
-  acked everything (topic retention is fixed at 7 days — no SQL or server.toml knob — so
-  without a clear the topic pins every WAL segment written after its first message; the
-  feed writer pauses while the group catches up, so the clear drops nothing unconsumed;
-  ``--no-topic-clear`` shows the difference).
+  30 s (nothing compacts automatically); with ``--clear-topic`` also ``CLEAR TOPIC`` every
+  60 s once the group acked everything (the feed writer pauses while the group catches up,
+  so the clear drops nothing unconsumed).
 
 The server runs with bcrypt cost 4, per-user query and per-IP limits raised far above this
-load, 1 MiB WAL segments (retention frees space in small steps) and ``fsync = "always"``.
-Retention runs every jobs round (1 s); STREAM eviction every 60 s.
+load, 1 MiB WAL segments (retention frees space in small steps), ``fsync = "always"`` and
+topic retention 60 s (``[topics] retention_seconds``: a topic keeps every WAL segment from
+its oldest retained message on, so the 7-day default would pin the whole run's WAL).
+WAL retention runs every jobs round (1 s); STREAM eviction every 60 s.
 
 A failed limit makes ``main`` exit 1 after printing the tables.
 """
@@ -65,6 +65,9 @@ from tests.api.ws_client import WsClient, ws_connect
 from tests.crash_server.server import Node, Reply, call
 
 WAL_SEGMENT_BYTES = 1024 * 1024
+# Topic messages older than this are trimmed and stop pinning WAL segments (the 7-day
+# default would keep every segment of a 10-minute run). The group acks within a second.
+TOPIC_RETENTION_S = 60
 CONFIG_TOML = f"""\
 [storage]
 wal_segment_size_bytes = {WAL_SEGMENT_BYTES}
@@ -73,6 +76,8 @@ bcrypt_cost = 4
 [rate_limit]
 max_queries_per_sec = 100000
 max_requests_per_ip_per_sec = 100000
+[topics]
+retention_seconds = {TOPIC_RETENTION_S}
 """
 STREAM_TTL_S = 30
 SCHEMA = [
@@ -97,7 +102,7 @@ PING_INTERVAL_S = 3.0  # below the server's 10 s client_timeout_secs
 class Soak:
     node: Node
     rec: Recorder
-    topic_clear: bool = True
+    topic_clear: bool = False
     started: float = field(default_factory=trio.current_time)
     rng: random.Random = field(default_factory=lambda: random.Random(9))
     event_id: int = 0
@@ -359,7 +364,7 @@ async def _drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
         into += chunk
 
 
-async def run_soak(workdir: Path, minutes: float, *, topic_clear: bool = True) -> Recorder:
+async def run_soak(workdir: Path, minutes: float, *, topic_clear: bool = False) -> Recorder:
     """Starts a server in ``workdir``, loads it for ``minutes``, stops it (exit 0 required,
     else an error of the run) and returns what was recorded."""
     rec = Recorder()
@@ -418,8 +423,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--warmup-seconds", type=float, default=None,
                         help="default: 2 minutes, or a fifth of a shorter run")
-    parser.add_argument("--no-topic-clear", action="store_true",
-                        help="never CLEAR TOPIC (the topic then pins the WAL: 7-day retention)")
+    parser.add_argument("--clear-topic", action="store_true",
+                        help="also CLEAR TOPIC every 60 s once the group acked everything")
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -427,7 +432,7 @@ def main() -> None:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         rec = trio.run(lambda: run_soak(workdir, args.minutes,
-                                        topic_clear=not args.no_topic_clear))
+                                        topic_clear=args.clear_topic))
     w = windows(args.minutes, args.warmup_seconds)
     failed = verdict(rec, w)
     sys.stdout.write(f"soak of {args.minutes:g} min started {started}\n"

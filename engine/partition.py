@@ -353,9 +353,9 @@ class Partition:
         pk = self.table_def.pk
         if pk is not None:
             keys = versions.column(pk.storage_name).to_pylist()
-            deleted = versions.column(DELETED_COLUMN)
-            deleted = deleted.to_pylist() if deleted.null_count or pc.any(deleted).as_py() \
-                else [False] * len(keys)
+            flags = versions.column(DELETED_COLUMN)  # (true_count: no compute-kernel call)
+            any_set = flags.null_count or any(c.true_count for c in flags.chunks)
+            deleted = flags.to_pylist() if any_set else [False] * len(keys)
             if lsn is None:
                 self._index_tentatively(chunk_id, keys, deleted)
             else:
@@ -430,11 +430,11 @@ class Partition:
         self._next_chunk_id += 1
         self.chunks[chunk_id] = Chunk(merged, False, first, last)
         pk = self.table_def.pk
-        if pk is not None:
+        if pk is not None:  # a merged chunk holds each key once (only live versions)
             keys = merged.column(pk.storage_name).to_pylist()
             deleted = merged.column(DELETED_COLUMN).to_pylist()
-            for row, key in enumerate(keys):
-                self.pk_loc[key] = (chunk_id, row, deleted[row])
+            self.pk_loc.update(zip(keys, zip([chunk_id] * len(keys), range(len(keys)),
+                                             deleted, strict=True), strict=True))
 
     def remove_by_seq(self, seqs: Iterable[int]) -> int:
         """Masks the versions whose ``_seq`` is listed (STREAM delete and expiry)."""

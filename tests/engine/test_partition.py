@@ -42,3 +42,35 @@ async def test_rollback__after_merges__restores_every_version(tmp_path: Path) ->
                                   for i in range(40)] + ["ROLLBACK"]
         await sql(engine, ALICE, "; ".join(statements))
         assert await rows(engine, ALICE, "SELECT id, v, _seq FROM app.t LIMIT 1000") == before
+
+
+async def test_merge__big_chunks_present__small_ones_still_merged(tmp_path: Path) -> None:
+    # Chunks that are not small never count: with more than merge_chunks_max big chunks in
+    # the partition, later small commits are still merged (the scan skip counts new chunks).
+    async with engine_at(tmp_path) as engine:
+        await sql(engine, ROOT, "CREATE NAMESPACE app; "
+                  "CREATE USER TABLE app.t (id INT PRIMARY KEY, v TEXT)")
+        for n in range(3):
+            values = ", ".join(f"({n * 5000 + i}, 'big')" for i in range(4096))
+            await sql(engine, ALICE, f"INSERT INTO app.t (id, v) VALUES {values}")
+        (part,) = engine.store.partitions.values()
+        part.merge_chunks_max = 2
+        for i in range(20):
+            await sql(engine, ALICE, "INSERT INTO app.t (id, v) VALUES ($1, 's')", [i + 20000])
+        small = [c for c in part.chunks.values() if c.num_rows < 4096]
+        assert len(small) <= part.merge_chunks_max + 1
+        assert await rows(engine, ALICE, "SELECT COUNT(*) FROM app.t") == [["12308"]]
+
+
+async def test_rollback__bulk_insert_of_new_keys__keys_free_again(tmp_path: Path) -> None:
+    # The all-new-keys INSERT path indexes in bulk; its undo must remove every key.
+    async with engine_at(tmp_path) as engine:
+        await sql(engine, ROOT, "CREATE NAMESPACE app; "
+                  "CREATE USER TABLE app.t (id INT PRIMARY KEY, v TEXT)")
+        await sql(engine, ALICE, "BEGIN; INSERT INTO app.t (id, v) VALUES (1, 'a'), (2, 'a'); "
+                  "INSERT INTO app.t (id, v) VALUES (3, 'a'); ROLLBACK")
+        (part,) = engine.store.partitions.values()
+        assert part.pk_loc == {}
+        await sql(engine, ALICE, "INSERT INTO app.t (id, v) VALUES (1, 'b'), (2, 'b'), (3, 'b')")
+        assert await rows(engine, ALICE, "SELECT id, v FROM app.t ORDER BY id") == [
+            [1, "b"], [2, "b"], [3, "b"]]

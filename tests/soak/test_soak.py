@@ -24,4 +24,3 @@ async def test_soak__ten_minutes_of_mixed_load_stay_steady(tmp_path: Path) -> No
     # The load really ran: the checks above saw thousands of messages and changes.
     assert rec.counts.get("messages consumed", 0) > 1000, rec.counts
     assert rec.counts.get("changes received", 0) == rec.counts["messages consumed"]
-    assert rec.counts.get("topic clears", 0) >= 5, rec.counts

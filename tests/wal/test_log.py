@@ -107,6 +107,20 @@ async def test_compression__large_compressible_payload__stored_smaller(tmp_path:
     assert read_frame_at(tmp_path, frame.segment_base_lsn, frame.offset).payload == body
 
 
+async def test_compression__enqueue_without_compress__stored_raw_and_readable(
+        tmp_path: Path) -> None:
+    # The engine's row events opt out of zstd; the next record still compresses as before.
+    body = b"sluice " * 200
+    async with open_wal(tmp_path, SMALL) as wal:
+        raw = await (await wal.enqueue(body, compress=False)).wait()
+        packed = await (await wal.enqueue(body)).wait()
+    frames = list(iter_frames(tmp_path, raw))
+    assert [f.lsn for f in frames] == [raw, packed]
+    assert not frames[0].compressed and frames[0].stored_len == len(body)
+    assert frames[1].compressed
+    assert [f.payload for f in frames] == [body, body]
+
+
 @pytest.mark.parametrize("policy", ["interval:5", "none"])
 async def test_fsync_policy__relaxed__acks_before_sync(tmp_path: Path, policy: str) -> None:
     # interval syncs on a timer after writes; none only at close. Both ack unsynced writes.
