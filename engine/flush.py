@@ -258,12 +258,16 @@ async def _publish(engine: Engine, part: Partition, drop: list[int], tables: lis
     part.manifest = manifest
     part.checkpoint_lsn = manifest.checkpoint_lsn
     part.needs_rewrite = False
+    # Only now that no chunk refers to the superseded segments may they go: queries load
+    # cold chunks lazily while they are prepared on the trio thread, so deleting before the
+    # swap let a query prepared in between read a file that was already gone (found by the
+    # soak: FileNotFoundError → 500).
+    await trio.to_thread.run_sync(delete_orphans, engine.io, directory, manifest)
 
 
 def _publish_manifest(engine: Engine, directory: Path, manifest: Manifest) -> None:
     engine.io.makedirs(directory)
     write_manifest(engine.io, directory, manifest)
-    delete_orphans(engine.io, directory, manifest)
 
 
 def _live_table(part: Partition, chunks: list, drop_expired_before: int | None) -> pa.Table:

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from engine import open_engine
+from engine.clock import ManualClock
 from engine.errors import AlreadyExists, InvalidOperation, InvalidSql, NotFound, PermissionDenied
-from tests.engine.harness import ALICE, DBA, ROOT, SERVICE, engine_at, rows, sql
+from tests.engine.harness import ALICE, CONFIG, DBA, ROOT, SERVICE, engine_at, rows, sql
+from wal import FileIO
 
 SETUP = """
 CREATE NAMESPACE app;
@@ -244,3 +247,41 @@ async def test_show_manifest__admin_only_and_invalid_sql(tmp_path: Path) -> None
             await sql(engine, SERVICE, "SHOW MANIFEST")
         with pytest.raises(InvalidSql):
             await sql(engine, ROOT, "STORAGE FLUSH TABLES app.t")
+
+
+class _UnlinkWatch(FileIO):
+    """The real filesystem, plus a check on every unlink of a segment file: no chunk of any
+    partition may still refer to it (a query prepared then would load a missing file)."""
+
+    def __init__(self) -> None:
+        self.engine = None
+        self.violations: list[str] = []
+        self.unlinked: list[str] = []
+
+    def unlink(self, path: Path) -> None:
+        if self.engine is not None and path.suffix != ".json":
+            for part in self.engine.store.partitions.values():
+                if any(chunk.segment == path.name for chunk in part.chunks.values()):
+                    self.violations.append(str(path))
+            self.unlinked.append(path.name)
+        super().unlink(path)
+
+
+async def test_compaction__superseded_segments_deleted_only_after_the_chunk_swap(
+        tmp_path: Path) -> None:
+    # Found by the soak (issue 9): a SELECT prepared between the orphan deletion and the
+    # chunk swap read a deleted segment (500).
+    io = _UnlinkWatch()
+    async with open_engine(tmp_path, CONFIG, clock=ManualClock(), io=io) as engine:
+        io.engine = engine
+        await sql(engine, ROOT, SETUP)
+        for i in range(3):
+            await sql(engine, ROOT, f"INSERT INTO app.t (id) VALUES ({i})")
+            await sql(engine, ROOT, "STORAGE FLUSH TABLE app.t")
+            await wait_jobs(engine)
+        await sql(engine, ROOT, "STORAGE COMPACT TABLE app.t")
+        await wait_jobs(engine)
+        assert len(await rows(engine, ROOT, "SHOW MANIFEST")) == 1
+        assert len(io.unlinked) >= 3, io.unlinked  # the three superseded segments
+        assert io.violations == []
+        assert await rows(engine, ROOT, "SELECT id FROM app.t") == [[0], [1], [2]]
