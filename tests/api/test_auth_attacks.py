@@ -58,6 +58,7 @@ PROBES: dict[tuple[str, str], tuple[str, Any, dict[str, str]]] = {
     ("POST", "/v1/api/ingest/{namespace}/{table}"): (
         "/v1/api/ingest/app/docs", b'{"id": 1}', {"Content-Type": "application/x-ndjson"}),
     ("GET", "/v1/api/auth/me"): ("/v1/api/auth/me", None, {}),
+    ("GET", "/v1/exports/{user_id}/{export_id}"): ("/v1/exports/carol/nope", None, {}),
     ("POST", "/v1/api/topics/consume"): (
         "/v1/api/topics/consume", {"topic_id": "app.nope", "group_id": "g"}, {}),
     ("POST", "/v1/api/topics/ack"): (
