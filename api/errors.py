@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from api.http import BodyTooLarge
 from engine import (
     AlreadyExists,
     BatchParseError,
@@ -105,6 +106,14 @@ def sql_error(exc: BaseException, *, is_admin: bool, took_ms: float
     if is_admin and statement is not None:
         error["details"] = statement
     return mapping.status, envelope_error(error, took_ms)
+
+
+def too_large_body(exc: BodyTooLarge) -> dict[str, Any]:
+    """The 413 ``BODY_TOO_LARGE`` body (PROTOCOL §1.0)."""
+    return {"error": "BODY_TOO_LARGE",
+            "message": f"Request body too large: {exc.size_bytes} bytes exceeds the limit "
+                       f"of {exc.max_bytes} bytes",
+            "size_bytes": exc.size_bytes, "max_bytes": exc.max_bytes}
 
 
 def envelope_error(error: dict[str, Any], took_ms: float) -> dict[str, Any]:

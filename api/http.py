@@ -10,6 +10,7 @@ import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -30,6 +31,13 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def query_param(scope: Scope, name: str) -> str | None:
+    """The last value of ``?name=`` in the query string (blank values kept), or None."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    values = query.get(name)
+    return values[-1] if values else None
 
 
 def content_length(scope: Scope) -> int | None:

@@ -239,7 +239,8 @@ Reply = Callable[[Send], Awaitable[None]]
 
 async def _handle(app: SluiceApp, receive: Receive, user: User, content_type: str,
                   started: float, staging: Path) -> Reply:
-    from api.routes.sql import reply_error, reply_results, too_large_body
+    from api.errors import too_large_body
+    from api.routes.sql import reply_error, reply_results
 
     def send_error(status: int, body: dict[str, Any]) -> Reply:
         return lambda send: send_json(send, status, body)

@@ -42,7 +42,7 @@ from api.cookies import (
     token_cookies,
     wants_secure,
 )
-from api.errors import auth_endpoint_error
+from api.errors import auth_endpoint_error, too_large_body
 from api.http import (
     BodyTooLarge,
     Receive,
@@ -56,7 +56,6 @@ from api.http import (
 )
 from api.login import INVALID_CREDENTIALS, LoginRefused, authenticate_password
 from api.rate_limit import TokenBucketLimiter
-from api.routes.sql import too_large_body
 from engine import EngineError
 from engine.accounts import SetupOutcome, complete_setup
 from engine.catalog import ROOT_USER, User

@@ -25,13 +25,12 @@ import os
 import stat
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
 
 import trio
 
 from api.auth import authenticate_or_reply
 from api.errors import file_download_error
-from api.http import Scope, Send, send_json
+from api.http import Scope, Send, query_param, send_json
 from engine import PermissionDenied, Session
 from engine.catalog import SYSTEM_NAMESPACE, TableDef
 from engine.files import SUBFOLDER
@@ -68,12 +67,6 @@ def _check_path(params: dict[str, str]) -> None:
         raise _Refused("INVALID_INPUT", "Invalid file path")
 
 
-def _query_user(scope: Scope) -> str | None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    values = query.get("user_id")
-    return values[-1] if values else None
-
-
 def _scope_user(app: SluiceApp, session: Session, table: TableDef, requested: str | None
                 ) -> str | None:
     """The partition owner whose folder is read; raises ``_Refused``."""
@@ -108,7 +101,7 @@ def _resolve(app: SluiceApp, scope: Scope, session: Session) -> tuple[str, str]:
         raise _Refused("TABLE_NOT_FOUND", f"Table '{namespace}.{name}' not found")
     if table.table_type == "STREAM":
         raise _Refused("INVALID_INPUT", "Files of STREAM tables cannot be downloaded")
-    user_id = _scope_user(app, session, table, _query_user(scope))
+    user_id = _scope_user(app, session, table, query_param(scope, "user_id"))
     directory = app.engine.files.table_dir(table, user_id)
     return str(directory / params["subfolder"] / params["file_id"]), params["file_id"]
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 import logging
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
 
 from api.auth import authenticate_or_reply
-from api.errors import envelope_error, log_request_failure, sql_error
+from api.errors import envelope_error, log_request_failure, sql_error, too_large_body
 from api.http import (
     BodyTooLarge,
     Receive,
@@ -36,10 +35,10 @@ from api.http import (
     Send,
     content_length,
     header,
+    query_param,
     read_body,
     send_json,
 )
-from api.routes.sql import too_large_body
 from engine import IngestResult, Session, ingest_body
 
 if TYPE_CHECKING:
@@ -61,14 +60,6 @@ def _elapsed_ms(started: float) -> float:
 async def _bad_request(send: Send, message: str, started: float) -> None:
     body = envelope_error({"code": "INVALID_INPUT", "message": message}, _elapsed_ms(started))
     await send_json(send, 400, body)
-
-
-def _user_id(scope: Scope) -> str | None:
-    """``?user_id=`` (the last one if repeated); an empty value is kept for the engine to
-    refuse."""
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    values = query.get("user_id")
-    return values[-1] if values else None
 
 
 async def ingest(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,7 +95,7 @@ async def _run(app: SluiceApp, scope: Scope, send: Send, session: Session, raw: 
     try:
         result: IngestResult = await ingest_body(
             app.engine, session, params["namespace"], params["table"], raw, body_format,
-            user_id=_user_id(scope))
+            user_id=query_param(scope, "user_id"))
     except Exception as exc:  # every failure becomes an envelope
         log_request_failure(log, "POST /v1/api/ingest", exc)
         status, body = sql_error(exc, is_admin=session.is_admin, took_ms=_elapsed_ms(started))

@@ -30,6 +30,7 @@ from api.errors import (
     log_request_failure,
     query_rate_error,
     sql_error,
+    too_large_body,
 )
 from api.http import (
     BodyTooLarge,
@@ -62,13 +63,6 @@ class BadRequest(Exception):
 
 def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
-
-
-def too_large_body(exc: BodyTooLarge) -> dict[str, Any]:
-    return {"error": "BODY_TOO_LARGE",
-            "message": f"Request body too large: {exc.size_bytes} bytes exceeds the limit "
-                       f"of {exc.max_bytes} bytes",
-            "size_bytes": exc.size_bytes, "max_bytes": exc.max_bytes}
 
 
 async def sql(app: SluiceApp, scope: Scope, receive: Receive, send: Send) -> None:

@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from api.auth import authenticate_or_reply
-from api.errors import log_request_failure, topic_error
+from api.errors import log_request_failure, too_large_body, topic_error
 from api.http import BodyTooLarge, Receive, Scope, Send, content_length, read_body, send_json
-from api.routes.sql import too_large_body
 from engine import EngineError, InvalidInput, PermissionDenied, Session
 from engine.catalog import User
 
